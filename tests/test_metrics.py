@@ -1,0 +1,284 @@
+"""Checks of vidcolor.metrics and vidcolor.evaluate on small synthetic media."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from vidcolor import metrics as m
+from vidcolor.errors import InvalidInput
+from vidcolor.evaluate import evaluate, markdown_table
+
+
+def _texture(seed: int, h: int, w: int) -> np.ndarray:
+    """Smooth random colour texture with strong contrast (good for optical flow)."""
+    rng = np.random.default_rng(seed)
+    noise = rng.integers(0, 256, (h, w, 3), dtype=np.uint8).astype(np.float32)
+    smooth = cv2.GaussianBlur(noise, (0, 0), 3)
+    return np.clip((smooth - smooth.mean()) * 4 + 128, 0, 255).astype(np.uint8)
+
+
+def _translating(n: int, h: int, w: int, seed: int = 1) -> list[np.ndarray]:
+    """n frames of a window sliding over a texture, 1 px down and 2 px right per frame."""
+    tex = _texture(seed, h + 2 * n + 20, w + 2 * n + 20)
+    return [np.ascontiguousarray(tex[10 + t : 10 + t + h, 10 + 2 * t : 10 + 2 * t + w]) for t in range(n)]
+
+
+def _swap_rb(frame: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(frame[:, :, ::-1])
+
+
+# --- PSNR / SSIM ---------------------------------------------------------
+
+
+def test_psnr_identical_is_inf():
+    frame = _texture(0, 24, 32)
+    assert m.psnr(frame, frame) == math.inf
+
+
+def test_psnr_known_values():
+    zeros = np.zeros((8, 8, 3), np.uint8)
+    assert m.psnr(zeros, zeros + 1) == pytest.approx(10 * math.log10(255**2))  # MSE 1
+    one_channel = zeros.copy()
+    one_channel[:, :, 1] = 10  # MSE = 100 / 3
+    assert m.psnr(zeros, one_channel) == pytest.approx(10 * math.log10(255**2 * 3 / 100))
+
+
+def test_psnr_rejects_mismatched_frames():
+    with pytest.raises(ValueError):
+        m.psnr(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 9, 3), np.uint8))
+    with pytest.raises(ValueError):
+        m.psnr(np.zeros((8, 8, 3), np.float32), np.zeros((8, 8, 3), np.float32))
+
+
+def test_ssim_matches_skimage_gaussian_ssim():
+    from skimage.metrics import structural_similarity
+
+    ref = _texture(2, 48, 64)
+    rng = np.random.default_rng(3)
+    assert m.ssim(ref, ref) == pytest.approx(1.0)
+    previous = 1.0
+    for noise in (3, 15, 60):
+        out = np.clip(ref.astype(int) + rng.integers(-noise, noise + 1, ref.shape), 0, 255).astype(np.uint8)
+        expected = structural_similarity(
+            ref, out, channel_axis=2, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+        )
+        value = m.ssim(ref, out)
+        assert value == pytest.approx(expected, abs=1e-4)
+        assert value < previous
+        previous = value
+
+
+# --- ab errors and AuC ---------------------------------------------------
+
+
+def test_ab_errors_known_values():
+    frame = _texture(4, 16, 16)
+    assert np.all(m.ab_errors(frame, frame) == 0)
+    red = np.zeros((4, 4, 3), np.uint8)
+    red[:, :, 0] = 255
+    black = np.zeros_like(red)
+    # sRGB red is a* = 80.1, b* = 67.2 in CIE Lab; black has a* = b* = 0
+    assert m.ab_errors(red, black) == pytest.approx(np.full((4, 4), math.hypot(80.1, 67.2)), abs=1.0)
+    # gray keeps L but drops chroma: the distance is the original's chroma
+    gray = m.gray_baseline(red)
+    assert m.ab_errors(red, gray).mean() > 90
+
+
+def test_auc_curve_counts_within_threshold():
+    curve = m.auc_curve(np.array([0.0, 0.5, 1.0, 200.0]), thresholds=[0, 1, 2])
+    assert curve.tolist() == [0.25, 0.75, 0.75]
+    assert len(m.auc_curve(np.zeros(5))) == 151
+
+
+def test_auc_identical_is_one_and_shifted_is_less():
+    frame = _texture(5, 32, 32)
+    assert m.auc_curve(m.ab_errors(frame, frame)).mean() == 1.0
+    shifted = m.auc_curve(m.ab_errors(frame, _swap_rb(frame))).mean()
+    assert 0 < shifted < 1
+    assert m.auc_curve(m.ab_errors(frame, m.gray_baseline(frame))).mean() < 1
+
+
+def test_auc_accumulator_equals_pooled_curve():
+    rng = np.random.default_rng(6)
+    parts = [rng.uniform(0, 180, size) for size in (100, 37, 1)] + [np.array([0.0, 3.0, 150.0, 151.0])]
+    acc = m.AucAccumulator()
+    assert math.isnan(acc.value())
+    for part in parts:
+        acc.add(part)
+    pooled = m.auc_curve(np.concatenate(parts))
+    np.testing.assert_allclose(acc.curve(), pooled)
+    assert acc.value() == pytest.approx(pooled.mean())
+    assert acc.total == sum(p.size for p in parts)
+
+
+# --- colourfulness and the gray baseline ---------------------------------
+
+
+def test_colourfulness_gray_is_zero_and_colour_is_positive():
+    frame = _texture(7, 32, 32)
+    assert m.colourfulness(m.gray_baseline(frame)) == 0.0
+    assert m.colourfulness(np.full((8, 8, 3), 77, np.uint8)) == 0.0
+    assert m.colourfulness(frame) > 10
+    red = np.zeros((8, 8, 3), np.uint8)
+    red[:, :, 0] = 255
+    # uniform red: no spread, mean rg = 255, mean yb = 127.5
+    assert m.colourfulness(red) == pytest.approx(0.3 * math.hypot(255, 127.5))
+
+
+def test_gray_baseline_is_bt601_luma():
+    frame = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [10, 200, 30]]], np.uint8)
+    gray = m.gray_baseline(frame)
+    assert gray.dtype == np.uint8 and gray.shape == frame.shape
+    assert np.all(gray[:, :, 0] == gray[:, :, 1]) and np.all(gray[:, :, 1] == gray[:, :, 2])
+    assert gray[0, :, 0].tolist() == [76, 150, 29, round(0.299 * 10 + 0.587 * 200 + 0.114 * 30)]
+
+
+# --- flicker -------------------------------------------------------------
+
+
+def test_flicker_meter_separates_steady_and_alternating_colour():
+    frames = _translating(6, 72, 96)
+    meter = m.FlickerMeter()
+    steps = []
+    for t, frame in enumerate(frames):
+        versions = {
+            "same": frame.copy(),
+            "alternating": frame if t % 2 == 0 else _swap_rb(frame),
+            "gray": m.gray_baseline(frame),
+        }
+        steps.append(meter.update(frame, versions))
+    assert steps[0] is None
+    for step in steps[1:]:
+        warp = step["warp"]
+        assert step["valid"] > 0.8
+        assert warp["original"] < 0.5
+        assert warp["same"] == pytest.approx(warp["original"])
+        assert warp["gray"] < 0.1
+        assert warp["alternating"] > 10
+        assert step["cdc"]["gray"] == 0.0
+        assert step["cdc"]["alternating"] > 5 * step["cdc"]["original"]
+
+
+def test_flicker_meter_state_handling():
+    frames = _translating(3, 40, 48)
+    meter = m.FlickerMeter()
+    with pytest.raises(ValueError):
+        meter.update(frames[0], {"original": frames[0]})
+    assert meter.update(frames[0]) is None
+    assert meter.update(frames[1]) is not None
+    assert meter.update(_texture(8, 30, 30)) is None  # a size change starts afresh
+    meter.reset()
+    assert meter.update(frames[2]) is None
+
+
+# --- evaluate ------------------------------------------------------------
+
+
+def _write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> None:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
+        stream.pix_fmt = "yuv420p"
+        stream.bit_rate = 2_000_000
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def _gray_colorizer(frames: list[np.ndarray]) -> list[np.ndarray]:
+    return [m.gray_baseline(f) for f in frames]
+
+
+def _copy_colorizer(frames: list[np.ndarray]) -> list[np.ndarray]:
+    # cheats (keeps the chroma) to give the metrics' perfect end
+    return [f.copy() for f in frames]
+
+
+def test_evaluate_video(tmp_path):
+    video = tmp_path / "clip.mp4"
+    _write_video(video, _translating(12, 48, 64))
+    out = tmp_path / "report"
+    result = evaluate(video, {"mono": _gray_colorizer, "perfect": _copy_colorizer}, out, batch=5, progress=False)
+
+    for suffix in (".json", ".md", ".png"):
+        assert (out / f"clip{suffix}").stat().st_size > 0
+    assert result["frames"] == 12 and result["source_fps"] == pytest.approx(10)
+    assert (result["width"], result["height"]) == (64, 48)
+    rows = {row["name"]: row for row in result["rows"]}
+    assert list(rows) == ["mono", "perfect", "gray", "original"]
+
+    gray = rows["gray"]
+    assert gray["colourfulness_ratio"] < 0.01
+    assert 10 < gray["psnr"] < 60 and 0 < gray["ssim"] < 1 and 0 < gray["ab_auc"] < 1
+    assert rows["mono"]["psnr"] == pytest.approx(gray["psnr"])
+    assert math.isfinite(rows["original"]["flicker"]) and rows["original"]["flicker"] >= 0
+    assert gray["flicker"] < rows["original"]["flicker"] + 1e-6
+    perfect = rows["perfect"]
+    assert perfect["psnr"] == math.inf and perfect["ab_auc"] == 1.0
+    assert perfect["colourfulness_ratio"] == pytest.approx(1.0)
+    assert perfect["flicker_ratio"] == pytest.approx(1.0)
+    assert gray["frames"] == 12 and gray["seconds"] >= 0
+
+    saved = json.loads((out / "clip.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
+    assert saved["rows"][1]["psnr"] is None  # inf is written as null
+    assert len(saved["per_frame"]["psnr"]["gray"]) == 12
+    assert len(saved["per_frame"]["flicker"]["original"]) == 12
+    md = (out / "clip.md").read_text()
+    assert "| clip | gray |" in md and "| clip | original |" in md
+    assert (out / "clip.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_image_folder_and_limits(tmp_path):
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    frames = _translating(11, 40, 56, seed=9)
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(folder / f"f{i}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    (folder / "notes.txt").write_text("not an image")
+
+    full = evaluate(folder, {}, tmp_path / "out", progress=False)
+    rows = {row["name"]: row for row in full["rows"]}
+    assert full["kind"] == "images" and full["frames"] == 11
+    # natural order (f2 before f10) keeps the motion smooth: a low floor
+    assert rows["original"]["flicker"] < 1.0
+    assert rows["gray"]["colourfulness_ratio"] < 0.01
+
+    part = evaluate(folder, {"mono": _gray_colorizer}, tmp_path / "out2", batch=3, max_frames=7, progress=False)
+    assert part["frames"] == 7 and all(row["frames"] == 7 for row in part["rows"])
+
+    table = markdown_table([full, part])
+    assert table.count("\n") == 2 + len(full["rows"]) + len(part["rows"])
+    assert "| shots | mono |" in table
+
+
+def test_evaluate_rejects_bad_sources(tmp_path):
+    with pytest.raises(InvalidInput, match="no such file"):
+        evaluate(tmp_path / "missing.mp4", {}, tmp_path / "out", progress=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InvalidInput, match="no images"):
+        evaluate(empty, {}, tmp_path / "out", progress=False)
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"this is not a video" * 50)
+    with pytest.raises(InvalidInput) as info:
+        evaluate(junk, {}, tmp_path / "out", progress=False)
+    assert "junk.mp4" in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_evaluate_rejects_bad_colorizers(tmp_path):
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for i, frame in enumerate(_translating(3, 24, 32)):
+        cv2.imwrite(str(folder / f"{i}.png"), frame)
+    with pytest.raises(ValueError, match="reserved"):
+        evaluate(folder, {"gray": _gray_colorizer}, tmp_path / "out", progress=False)
+    with pytest.raises(ValueError, match="'small'"):
+        evaluate(folder, {"small": lambda fs: [f[:-1] for f in fs]}, tmp_path / "out", progress=False)

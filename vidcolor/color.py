@@ -1,0 +1,186 @@
+"""Colour math on tensors, on whatever device the tensors live.
+
+Conventions: RGB is gamma-encoded sRGB in 0..1 with channels on dim -3;
+CIE Lab uses the D65 white, L in 0..100 and a, b in their usual units.
+Video luma Y' and chroma Cb, Cr are normalised to 0..1 and -0.5..0.5.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+
+# sRGB primaries, D65 white (IEC 61966-2-1).
+_XYZ_FROM_RGB = (
+    (0.412453, 0.357580, 0.180423),
+    (0.212671, 0.715160, 0.072169),
+    (0.019334, 0.119193, 0.950227),
+)
+_WHITE = (0.950456, 1.0, 1.088754)
+_EPS = 6.0 / 29.0
+
+# Luma coefficients (Kr, Kb) of the matrices a video may be tagged with.
+MATRICES = {
+    "bt601": (0.299, 0.114),
+    "bt709": (0.2126, 0.0722),
+    "bt2020": (0.2627, 0.0593),
+}
+
+
+def _matrix(rows, like: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(rows, dtype=like.dtype, device=like.device)
+
+
+def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(x <= 0.04045, x / 12.92, ((x.clamp(min=0.04045) + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
+    x = x.clamp(0.0, 1.0)
+    return torch.where(x <= 0.0031308, x * 12.92, 1.055 * x.clamp(min=0.0031308) ** (1 / 2.4) - 0.055)
+
+
+def _f(t: torch.Tensor) -> torch.Tensor:
+    return torch.where(t > _EPS**3, t.clamp(min=_EPS**3) ** (1 / 3), t / (3 * _EPS**2) + 4 / 29)
+
+
+def _f_inv(t: torch.Tensor) -> torch.Tensor:
+    return torch.where(t > _EPS, t**3, 3 * _EPS**2 * (t - 4 / 29))
+
+
+def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
+    lin = srgb_to_linear(rgb)
+    xyz = torch.einsum("ij,...jhw->...ihw", _matrix(_XYZ_FROM_RGB, rgb), lin)
+    xyz = xyz / _matrix(_WHITE, rgb)[:, None, None]
+    fx, fy, fz = _f(xyz).unbind(-3)
+    return torch.stack((116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)), dim=-3)
+
+
+def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
+    """Lab to sRGB in 0..1; out-of-gamut colours are clipped."""
+    L, a, b = lab.unbind(-3)
+    fy = (L + 16) / 116
+    xyz = torch.stack((_f_inv(fy + a / 500), _f_inv(fy), _f_inv(fy - b / 200)), dim=-3)
+    xyz = xyz * _matrix(_WHITE, lab)[:, None, None]
+    rgb_from_xyz = torch.linalg.inv(_matrix(_XYZ_FROM_RGB, lab).double()).to(lab.dtype)
+    lin = torch.einsum("ij,...jhw->...ihw", rgb_from_xyz, xyz)
+    return linear_to_srgb(lin)
+
+
+def gray_to_l(y: torch.Tensor) -> torch.Tensor:
+    """L of the neutral grey whose sRGB value is ``y`` (0..1).
+
+    The rows of the sRGB matrix sum to the white point, so a grey's relative
+    luminance is its linear value: a frame's luma read as a grey gives the L
+    the model is trained on.
+    """
+    return 116 * _f(srgb_to_linear(y)) - 16
+
+
+def luma(rgb: torch.Tensor, matrix: str = "bt601") -> torch.Tensor:
+    kr, kb = MATRICES[matrix]
+    r, g, b = rgb.unbind(-3)
+    return (kr * r + (1 - kr - kb) * g + kb * b).unsqueeze(-3)
+
+
+def rgb_to_chroma(rgb: torch.Tensor, matrix: str = "bt601") -> torch.Tensor:
+    """Cb, Cr (each -0.5..0.5) of gamma-encoded RGB."""
+    kr, kb = MATRICES[matrix]
+    y = luma(rgb, matrix)
+    r, _, b = rgb.unbind(-3)
+    return torch.cat(((b.unsqueeze(-3) - y) / (2 * (1 - kb)), (r.unsqueeze(-3) - y) / (2 * (1 - kr))), dim=-3)
+
+
+def ycbcr_to_rgb(y: torch.Tensor, cbcr: torch.Tensor, matrix: str = "bt601") -> torch.Tensor:
+    kr, kb = MATRICES[matrix]
+    cb, cr = cbcr.unbind(-3)
+    y = y.squeeze(-3)
+    r = y + 2 * (1 - kr) * cr
+    b = y + 2 * (1 - kb) * cb
+    g = (y - kr * r - kb * b) / (1 - kr - kb)
+    return torch.stack((r, g, b), dim=-3).clamp(0.0, 1.0)
+
+
+def chroma_for_luma(y: torch.Tensor, ab: torch.Tensor, matrix: str = "bt601") -> torch.Tensor:
+    """Video chroma that, joined with luma ``y``, shows the predicted ``ab``.
+
+    ``y`` and ``ab`` must have the same spatial size (the chroma plane's).
+    The colour is built at the luma's own lightness, then only its chroma is
+    kept: the luma plane of the output stays the input's, bit for bit.
+    """
+    rgb = lab_to_rgb(torch.cat((gray_to_l(y), ab), dim=-3))
+    return rgb_to_chroma(rgb, matrix)
+
+
+@functools.lru_cache(maxsize=None)
+def _gamut_bins(grid: int) -> tuple[tuple[float, float], ...]:
+    """Centres of the ab grid cells that hold a displayable sRGB colour.
+
+    Zhang et al. keep the cells of a grid of size 10 that are in gamut; we
+    derive them by sampling the sRGB cube densely rather than shipping a table.
+    """
+    steps = torch.linspace(0, 1, 128, dtype=torch.float64)
+    r, g, b = torch.meshgrid(steps, steps, steps, indexing="ij")
+    rgb = torch.stack((r, g, b)).reshape(3, -1, 1)
+    ab = rgb_to_lab(rgb)[1:].reshape(2, -1)
+    cells = torch.unique(torch.round(ab / grid).to(torch.int64), dim=1)
+    return tuple((float(a * grid), float(b * grid)) for a, b in cells.T.tolist())
+
+
+def ab_bins(grid: int = 10) -> torch.Tensor:
+    """(Q, 2) tensor of in-gamut ab bin centres."""
+    return torch.tensor(_gamut_bins(grid), dtype=torch.float32)
+
+
+def nearest_bins(ab: torch.Tensor, bins: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distances and indices of the ``k`` bins nearest each pixel of (N,2,H,W) ``ab``."""
+    flat = ab.permute(0, 2, 3, 1).reshape(-1, 2)
+    d = torch.cdist(flat, bins.to(ab))
+    dist, idx = d.topk(k, dim=1, largest=False)
+    return dist, idx
+
+
+def soft_encode(ab: torch.Tensor, bins: torch.Tensor, k: int = 5, sigma: float = 5.0) -> torch.Tensor:
+    """Soft targets of Zhang et al.: Gaussian weights over the k nearest bins.
+
+    Returns (N, Q, H, W) with rows summing to one.
+    """
+    n, _, h, w = ab.shape
+    dist, idx = nearest_bins(ab, bins, k)
+    weight = torch.softmax(-(dist**2) / (2 * sigma**2), dim=1)
+    target = torch.zeros(dist.shape[0], bins.shape[0], dtype=ab.dtype, device=ab.device)
+    target.scatter_(1, idx, weight)
+    return target.reshape(n, h, w, -1).permute(0, 3, 1, 2)
+
+
+def smoothed_prior(counts: torch.Tensor, bins: torch.Tensor, sigma: float = 5.0) -> torch.Tensor:
+    """Empirical bin distribution smoothed by a Gaussian in ab space, as in the paper."""
+    p = counts.double() / counts.sum().clamp(min=1)
+    d2 = torch.cdist(bins.double(), bins.double()) ** 2
+    kernel = torch.exp(-d2 / (2 * sigma**2))
+    kernel = kernel / kernel.sum(dim=1, keepdim=True)
+    return (kernel.T @ p).float()
+
+
+def rebalance_weights(prior: torch.Tensor, lam: float = 0.5) -> torch.Tensor:
+    """Class weights w ∝ ((1-λ)p + λ/Q)^-1, normalised so that E_p[w] = 1."""
+    q = prior.numel()
+    w = 1.0 / ((1 - lam) * prior + lam / q)
+    return w / (prior * w).sum()
+
+
+def annealed_mean(logits: torch.Tensor, bins: torch.Tensor, temperature: float = 0.38) -> torch.Tensor:
+    """Decode (N,Q,H,W) bin logits to ab: the mean of the distribution sharpened
+    by ``temperature`` (1 = plain mean, towards 0 = the mode)."""
+    p = torch.softmax(logits.float() / temperature, dim=1)
+    return torch.einsum("nqhw,qc->nchw", p, bins.to(p))
+
+
+def resize(x: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    if mode == "area":
+        return F.interpolate(x, size=size, mode="area")
+    return F.interpolate(x, size=size, mode=mode, align_corners=False, antialias=mode != "nearest")

@@ -1,0 +1,68 @@
+"""The one inference routine every front end calls.
+
+A `Colorizer` turns batches of luma planes into chroma planes. The CLI's video
+engine, still images, `vidcolor eval` and the VapourSynth filter only convert
+their inputs to luma tensors and the chroma back.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from . import color
+from .models import get_model
+from .runtime import Runtime
+from .weights import load_model
+
+
+def working_shape(height: int, width: int, short: int) -> tuple[int, int]:
+    """The frame's shape scaled so its short side is ``short``, rounded to multiples of 8."""
+    s = short / min(height, width)
+    return max(8, round(height * s / 8) * 8), max(8, round(width * s / 8) * 8)
+
+
+class Colorizer:
+    def __init__(self, model: str = "zhang2016", weights: str | os.PathLike | None = None,
+                 runtime: Runtime = Runtime()):
+        self.name = model
+        self.spec = get_model(model)
+        self.runtime = runtime
+        self.device = runtime.torch_device
+        runtime.configure_threads()
+        self.model = load_model(model, weights, runtime)
+        if self.device.type == "cpu":
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def predict_ab(self, y: torch.Tensor) -> torch.Tensor:
+        """ab at the working size for luma ``y`` (N,1,H,W) in 0..1."""
+        size = working_shape(*y.shape[-2:], self.spec.working_size)
+        l = color.gray_to_l(color.resize(y.float(), size))
+        if self.device.type == "cpu":
+            l = l.contiguous(memory_format=torch.channels_last)
+        with self.runtime.autocast():
+            raw = self.model(l)
+        return self.model.decode(raw).float()
+
+    @torch.inference_mode()
+    def chroma(self, y: torch.Tensor, size: tuple[int, int], matrix: str) -> torch.Tensor:
+        """Cb, Cr (N,2,h,w) in -0.5..0.5 at the chroma plane's ``size`` for luma ``y`` (N,1,H,W)."""
+        y = y.to(self.device, non_blocking=True).float()
+        ab = color.resize(self.predict_ab(y), size)
+        return color.chroma_for_luma(color.resize(y, size, "area"), ab, matrix)
+
+    @torch.inference_mode()
+    def colorize_rgb(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        """Colour versions of RGB uint8 (or uint16) images, from their BT.601 luma alone."""
+        if not frames:
+            return []
+        peak = 65535.0 if frames[0].dtype == np.uint16 else 255.0
+        rgb = torch.from_numpy(np.stack(frames)).to(self.device).permute(0, 3, 1, 2).float() / peak
+        y = color.luma(rgb)
+        cbcr = self.chroma(y, tuple(y.shape[-2:]), "bt601")
+        out = color.ycbcr_to_rgb(y, cbcr) * peak
+        out = out.round().permute(0, 2, 3, 1).to("cpu", torch.int32).numpy().astype(frames[0].dtype)
+        return list(out)

@@ -1,0 +1,480 @@
+"""The streaming engine: PyAV decode -> batched model -> PyAV encode.
+
+Three stages, each in its own thread, joined by bounded queues, so decoding,
+inference and encoding overlap and memory does not grow with the film. The
+luma plane of every frame goes to the output untouched; only the chroma planes
+are replaced. Audio, subtitle and data packets travel through the same queues,
+in order, and are muxed without re-encoding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fractions
+import os
+import pathlib
+import queue
+import sys
+import threading
+import time
+
+import av
+import numpy as np
+import torch
+
+from .colorizer import Colorizer
+from .errors import InvalidInput, OutputError, TruncatedInput, UnsupportedFormat
+
+# libavutil's colour tags (H.273 numbering), as PyAV exposes them.
+_CS_TO_MATRIX = {1: "bt709", 5: "bt601", 6: "bt601", 9: "bt2020", 10: "bt2020"}
+_HD = {"colorspace": 1, "color_primaries": 1, "color_trc": 1}
+_SD = {"colorspace": 6, "color_primaries": 6, "color_trc": 6}
+_RANGE_LIMITED, _RANGE_FULL = 1, 2
+# Inputs whose samples cover the whole range by nature.
+_FULL_RANGE_FAMILIES = ("gray", "rgb", "bgr", "gbr", "pal8", "argb", "abgr", "rgba", "bgra", "ya", "yuvj")
+
+DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libvpx-vp9": 24, "libsvtav1": 28}
+DEFAULT_PRESET = {"libx264": "medium", "libx265": "medium", "libsvtav1": "8"}
+QUEUE_FRAMES = 4  # batches in flight between two stages
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodeOptions:
+    codec: str = "libx264"
+    crf: int | None = None
+    preset: str | None = None
+    #: planar YUV format of the output; None follows the input's bit depth.
+    pix_fmt: str | None = None
+    start: float | None = None
+    duration: float | None = None
+
+
+@dataclasses.dataclass
+class Stats:
+    frames: int = 0
+    seconds: float = 0.0
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
+
+
+def open_input(path: pathlib.Path) -> av.container.InputContainer:
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise InvalidInput(f"{path}: no such file; check the path")
+    if path.is_dir():
+        raise InvalidInput(f"{path}: is a folder; give a video file (use `vidcolor batch` for folders)")
+    if path.stat().st_size == 0:
+        raise InvalidInput(f"{path}: the file is empty (0 bytes); give the complete video")
+    try:
+        container = av.open(str(path))
+    except av.FFmpegError as exc:
+        raise InvalidInput(f"{path}: not a video FFmpeg can read ({_reason(exc)}); "
+                           "check that the file is complete and is a video") from None
+    if not container.streams.video:
+        container.close()
+        raise InvalidInput(f"{path}: has no video stream; give a video file")
+    stream = container.streams.video[0]
+    if stream.codec_context is None or stream.codec_context.format is None and stream.codec_context.width == 0:
+        container.close()
+        raise UnsupportedFormat(f"{path}: the video codec is not supported by this FFmpeg build; "
+                                "convert the file first (e.g. to H.264 or FFV1)")
+    return container
+
+
+def _reason(exc: Exception) -> str:
+    return getattr(exc, "strerror", None) or str(exc).split(":")[-1].strip() or exc.__class__.__name__
+
+
+def _bits(fmt: av.VideoFormat) -> int:
+    return max(c.bits for c in fmt.components) if fmt.name != "pal8" else 8
+
+
+def output_pix_fmt(in_fmt: av.VideoFormat, requested: str | None) -> av.VideoFormat:
+    if requested:
+        try:
+            fmt = av.VideoFormat(requested)
+        except ValueError:
+            raise InvalidInput(f"--pix-fmt {requested!r} is not a pixel format FFmpeg knows") from None
+        if not fmt.name.startswith("yuv") or not fmt.is_planar or len(fmt.components) != 3:
+            raise InvalidInput(f"--pix-fmt {requested}: choose a planar YUV format such as yuv420p, yuv422p10le or yuv444p")
+        return fmt
+    return av.VideoFormat("yuv420p10le" if _bits(in_fmt) > 8 else "yuv420p")
+
+
+@dataclasses.dataclass(frozen=True)
+class _FrameLayout:
+    """How the decoded frames are turned into the planes we work on."""
+
+    fmt: av.VideoFormat
+    full_range: bool
+    matrix: str
+    tags: dict
+    rgb_input: bool
+
+    @property
+    def bits(self) -> int:
+        return self.fmt.components[0].bits
+
+    @property
+    def dtype(self):
+        return np.uint16 if self.bits > 8 else np.uint8
+
+
+def _layout(stream: av.video.stream.VideoStream, first: av.VideoFrame, pix_fmt: str | None) -> _FrameLayout:
+    in_fmt = first.format
+    fmt = output_pix_fmt(in_fmt, pix_fmt)
+    ctx = stream.codec_context
+    full = (first.color_range == _RANGE_FULL or ctx.color_range == _RANGE_FULL
+            or (first.color_range != _RANGE_LIMITED and in_fmt.name.startswith(_FULL_RANGE_FAMILIES)))
+    hd = first.height >= 720
+    tags = dict(_HD if hd else _SD)
+    for key in tags:
+        value = int(getattr(first, key) or getattr(ctx, key) or 2)
+        if value not in (0, 2):  # 2 = unspecified
+            tags[key] = value
+    matrix = _CS_TO_MATRIX.get(tags["colorspace"], "bt709" if hd else "bt601")
+    rgb_input = not in_fmt.name.startswith(("yuv", "gray", "ya", "nv", "p0", "p2", "y2"))
+    return _FrameLayout(fmt, full, matrix, tags, rgb_input)
+
+
+def _to_planes(frame: av.VideoFrame, lay: _FrameLayout) -> av.VideoFrame:
+    """The frame in the output's planar YUV format, its luma untouched where it was YUV."""
+    out = frame.reformat(
+        format=lay.fmt,
+        src_colorspace=lay.tags["colorspace"] if lay.rgb_input else None,
+        dst_colorspace=lay.tags["colorspace"],
+        src_color_range=_RANGE_FULL if lay.full_range else _RANGE_LIMITED,
+        dst_color_range=_RANGE_FULL if lay.full_range else _RANGE_LIMITED,
+    )
+    if out is frame:
+        # Decoded frames may share buffers with the decoder's reference frames.
+        out.make_writable()
+    out.pts, out.time_base = frame.pts, frame.time_base
+    return out
+
+
+def _plane(frame: av.VideoFrame, i: int, dtype) -> np.ndarray:
+    p = frame.planes[i]
+    item = np.dtype(dtype).itemsize
+    return np.frombuffer(p, dtype).reshape(p.height, p.line_size // item)[:, : p.width]
+
+
+def colorize_frames(colorizer: Colorizer, frames: list[av.VideoFrame], lay: _FrameLayout) -> None:
+    """Replace the chroma planes of same-sized planar YUV frames, in place."""
+    bits, peak = lay.bits, (1 << lay.bits) - 1
+    s = 1 << (bits - 8)
+    y = torch.from_numpy(np.stack([_plane(f, 0, lay.dtype) for f in frames]).astype(np.float32))[:, None]
+    if lay.full_range:
+        y = y / peak
+        c_mid, c_scale = 1 << (bits - 1), peak
+    else:
+        y = (y - 16 * s) / (219 * s)
+        c_mid, c_scale = 128 * s, 224 * s
+    ch, cw = frames[0].planes[1].height, frames[0].planes[1].width
+    cbcr = colorizer.chroma(y.clamp_(0, 1), (ch, cw), lay.matrix)
+    lo, hi = (0, peak) if lay.full_range else (16 * s, 240 * s)
+    codes = (cbcr * c_scale + c_mid).round_().clamp_(lo, hi).to("cpu", torch.int32).numpy().astype(lay.dtype)
+    for f, c in zip(frames, codes):
+        _plane(f, 1, lay.dtype)[:] = c[0]
+        _plane(f, 2, lay.dtype)[:] = c[1]
+
+
+class _Stop(Exception):
+    pass
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            pass
+    raise _Stop
+
+
+def _get(q: queue.Queue, stop: threading.Event):
+    while not stop.is_set():
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            pass
+    raise _Stop
+
+
+_END = object()
+
+
+class _Worker(threading.Thread):
+    def __init__(self, target, name):
+        super().__init__(name=name, daemon=True)
+        self._target_fn, self.error = target, None
+
+    def run(self):
+        try:
+            self._target_fn()
+        except _Stop:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            self.error = exc
+
+
+def _window(opts: EncodeOptions) -> tuple[float, float]:
+    start = opts.start or 0.0
+    end = start + opts.duration if opts.duration is not None else float("inf")
+    if start < 0 or end <= start:
+        raise InvalidInput("--start must be >= 0 and --duration > 0")
+    return start, end
+
+
+class VideoJob:
+    """One input video colorized into one output file."""
+
+    def __init__(self, src: pathlib.Path, dst: pathlib.Path, colorizer: Colorizer,
+                 opts: EncodeOptions = EncodeOptions(), progress: bool = True):
+        self.src, self.dst = pathlib.Path(src), pathlib.Path(dst)
+        self.colorizer, self.opts, self.progress = colorizer, opts, progress
+        self.batch = colorizer.runtime.batch
+        self.stats = Stats()
+        self.truncated: str | None = None
+
+    # -- stage 1: demux and decode -------------------------------------------------
+    def _decode(self, inp, vstream, copies, q_out, stop):
+        start, end = _window(self.opts)
+        if start:
+            inp.seek(int(start / vstream.time_base), stream=vstream, backward=True)
+        decoded = 0
+        for packet in inp.demux():
+            if stop.is_set():
+                raise _Stop
+            if packet.stream.index != vstream.index:
+                if packet.stream.index in copies and packet.dts is not None:
+                    if (start or end < float("inf")) and packet.pts is not None:
+                        t = float(packet.pts * packet.time_base)
+                        if not start <= t < end:
+                            continue
+                    _put(q_out, packet, stop)
+                continue
+            try:
+                frames = vstream.decode(packet)
+            except av.FFmpegError as exc:
+                self.truncated = (f"{self.src}: decoding stopped after frame {decoded} "
+                                  f"({_reason(exc)}): the file is truncated or corrupt")
+                break
+            for frame in frames:
+                t = frame.time if frame.time is not None else decoded / float(vstream.guessed_rate or 25)
+                if t < start - 1e-6:
+                    continue
+                if t >= end:
+                    _put(q_out, _END, stop)
+                    return
+                decoded += 1
+                _put(q_out, frame, stop)
+        _put(q_out, _END, stop)
+
+    # -- stage 2: batched model ------------------------------------------------------
+    def _infer(self, lay_box, q_in, q_out, stop):
+        pending: list = []  # frames and packets in decode order
+        frames: list = []
+
+        def flush():
+            if frames:
+                colorize_frames(self.colorizer, frames, lay_box[0])
+            for item in pending:
+                _put(q_out, item, stop)
+            pending.clear()
+            frames.clear()
+
+        while True:
+            item = _get(q_in, stop)
+            if item is _END:
+                flush()
+                _put(q_out, _END, stop)
+                return
+            if isinstance(item, av.VideoFrame):
+                if lay_box[0] is None:
+                    lay_box[0] = _layout(self._vstream, item, self.opts.pix_fmt)
+                item = _to_planes(item, lay_box[0])
+                frames.append(item)
+            pending.append(item)
+            if len(frames) >= self.batch:
+                flush()
+
+    # -- stage 3: encode and mux (main thread) -------------------------------------
+    def _add_video_stream(self, out, vstream):
+        opts = self.opts
+        rate = vstream.average_rate or vstream.guessed_rate or fractions.Fraction(25)
+        try:
+            ostream = out.add_stream(opts.codec, rate=rate)
+        except (ValueError, av.FFmpegError) as exc:
+            raise InvalidInput(f"--codec {opts.codec}: not available ({_reason(exc)}); "
+                               "use libx264, libx265, prores_ks or ffv1") from None
+        ostream.time_base = vstream.time_base
+        ostream.metadata.update({k: v for k, v in vstream.metadata.items()
+                                 if k.lower() not in ("encoder", "handler_name")})
+        return ostream
+
+    def _configure_video(self, ostream, vstream, lay: _FrameLayout, first: av.VideoFrame) -> None:
+        """Settings that need the first decoded frame; the header is not written yet."""
+        opts = self.opts
+        ctx = ostream.codec_context
+        ctx.width, ctx.height = first.width, first.height
+        ctx.pix_fmt = lay.fmt.name
+        # The input's time base keeps every timestamp exact, variable frame rate included.
+        ctx.time_base = vstream.time_base
+        if vstream.sample_aspect_ratio:
+            ctx.sample_aspect_ratio = vstream.sample_aspect_ratio
+        ctx.color_range = _RANGE_FULL if lay.full_range else _RANGE_LIMITED
+        for key, value in lay.tags.items():
+            setattr(ctx, key, value)
+        options = {}
+        crf = opts.crf if opts.crf is not None else DEFAULT_CRF.get(opts.codec)
+        preset = opts.preset or DEFAULT_PRESET.get(opts.codec)
+        if crf is not None:
+            options["crf"] = str(crf)
+        if preset is not None:
+            options["preset"] = preset
+        ctx.options = options
+        ctx.thread_type = "AUTO"
+        if first.rotation:
+            ostream.set_display_rotation(first.rotation)
+
+    def run(self) -> Stats:
+        dst, src = self.dst, self.src
+        inp = open_input(src)
+        vstream = inp.streams.video[0]
+        vstream.thread_type = "AUTO"
+        self._vstream = vstream
+        tmp = dst.with_name(f".{dst.stem}.partial-{os.getpid()}{dst.suffix}")
+        try:
+            out = av.open(str(tmp), "w")
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            inp.close()
+            raise OutputError(f"{dst}: cannot write the output here ({_reason(exc)}); "
+                              "choose another folder or name with -o") from None
+        stop = threading.Event()
+        q_dec: queue.Queue = queue.Queue(maxsize=QUEUE_FRAMES * self.batch)
+        q_enc: queue.Queue = queue.Queue(maxsize=QUEUE_FRAMES * self.batch)
+        copies: dict[int, av.stream.Stream] = {}
+        lay_box: list = [None]
+        workers = []
+        ok = False
+        t0 = time.perf_counter()
+        try:
+            out.metadata.update(inp.metadata)
+            for s in inp.streams:
+                if s.index == vstream.index:
+                    ostream = self._add_video_stream(out, vstream)
+                    continue
+                try:
+                    copies[s.index] = out.add_stream_from_template(s)
+                except (ValueError, av.FFmpegError) as exc:
+                    print(f"vidcolor: {src}: stream #{s.index} ({s.type}) cannot go into "
+                          f"{dst.suffix} and is dropped ({_reason(exc)})", file=sys.stderr)
+            workers = [
+                _Worker(lambda: self._decode(inp, vstream, copies, q_dec, stop), "vidcolor-decode"),
+                _Worker(lambda: self._infer(lay_box, q_dec, q_enc, stop), "vidcolor-model"),
+            ]
+            for w in workers:
+                w.start()
+            self._encode(inp, out, vstream, ostream, copies, lay_box, q_enc, stop, workers)
+            ok = True
+        finally:
+            stop.set()
+            for w in workers:
+                w.join()
+            try:
+                out.close()
+            except av.FFmpegError as exc:
+                if ok:
+                    ok = False
+                    raise OutputError(f"{dst}: the output could not be finished ({_reason(exc)})") from None
+            finally:
+                inp.close()
+                if ok:
+                    os.replace(tmp, dst)
+                else:
+                    tmp.unlink(missing_ok=True)
+        self.stats.seconds = time.perf_counter() - t0
+        if self.truncated:
+            raise TruncatedInput(f"{self.truncated}; the {self.stats.frames} frames before it were written to {dst}")
+        return self.stats
+
+    def _encode(self, inp, out, vstream, ostream, copies, lay_box, q_in, stop, workers):
+        from tqdm import tqdm
+
+        start, end = _window(self.opts)
+        total = _expected_frames(vstream, inp, start, end)
+        bar = tqdm(total=total, disable=not self.progress, unit="frame", dynamic_ncols=True,
+                   desc=self.src.name, leave=False)
+        configured = False
+        waiting: list = []  # packets that arrive before the first frame fixes the output's layout
+        offset_v = round(start / vstream.time_base) if start else 0
+        try:
+            while True:
+                try:
+                    item = q_in.get(timeout=0.2)
+                except queue.Empty:
+                    for w in workers:
+                        if w.error is not None:
+                            raise w.error
+                    continue
+                if item is _END:
+                    break
+                if isinstance(item, av.Packet):
+                    if not configured:
+                        waiting.append(item)
+                    else:
+                        self._mux_copy(out, item, copies, start)
+                    continue
+                if not configured:
+                    self._configure_video(ostream, vstream, lay_box[0], item)
+                    configured = True
+                    for packet in waiting:
+                        self._mux_copy(out, packet, copies, start)
+                    waiting.clear()
+                if item.pts is not None:
+                    item.pts -= offset_v
+                item.pict_type = av.video.frame.PictureType.NONE
+                out.mux(ostream.encode(item))
+                self.stats.frames += 1
+                bar.update(1)
+            for w in workers:
+                if w.error is not None:
+                    raise w.error
+            if not configured:
+                raise InvalidInput(f"{self.src}: no video frame could be decoded"
+                                   + (f" in the range asked for (--start {start})" if start else "")
+                                   + "; check that the file is complete")
+            out.mux(ostream.encode(None))
+        finally:
+            bar.close()
+
+    @staticmethod
+    def _mux_copy(out, packet, copies, start):
+        ostream = copies[packet.stream.index]
+        if start:
+            shift = round(start / packet.time_base)
+            packet.pts = packet.pts - shift if packet.pts is not None else None
+            packet.dts = packet.dts - shift if packet.dts is not None else None
+        packet.stream = ostream
+        out.mux(packet)
+
+
+def _expected_frames(vstream, inp, start: float, end: float) -> int | None:
+    rate = float(vstream.average_rate or vstream.guessed_rate or 0)
+    if vstream.duration and vstream.time_base:
+        seconds = float(vstream.duration * vstream.time_base)
+    elif inp.duration:
+        seconds = inp.duration / av.time_base
+    else:
+        return vstream.frames or None
+    seconds = min(seconds, end) - start
+    return max(0, round(seconds * rate)) if rate else (vstream.frames or None)
+
+
+def colorize_video(src, dst, colorizer: Colorizer, opts: EncodeOptions = EncodeOptions(),
+                   progress: bool = True) -> Stats:
+    return VideoJob(src, dst, colorizer, opts, progress).run()

@@ -1,0 +1,56 @@
+"""The model registry: one dict from name to how to build the model.
+
+Every colorization network takes L (N,1,h,w, 0..100) at its working size and
+offers ``forward`` (raw output, for training), ``decode`` (raw output to ab),
+and ``loss`` (its paper's objective). The registry feeds the CLI's choices,
+the README's table and the tests parametrized over every model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import torch
+
+from ..errors import UnknownModel
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    build: Callable[..., torch.nn.Module]
+    #: short side of the luminance the network sees; frames keep their aspect.
+    working_size: int
+    #: file name under models/ of the shipped weights, or None.
+    weights: str | None
+    summary: str
+
+
+_MODELS: dict[str, ModelSpec] = {}
+DEFAULT_MODEL = "zhang2016"
+
+
+def register_model(name: str, *, working_size: int, weights: str | None, summary: str):
+    def wrap(build: Callable[..., torch.nn.Module]):
+        if name in _MODELS:
+            raise ValueError(f"model {name!r} is registered twice")
+        _MODELS[name] = ModelSpec(name, build, working_size, weights, summary)
+        return build
+
+    return wrap
+
+
+def get_model(name: str) -> ModelSpec:
+    try:
+        return _MODELS[name]
+    except KeyError:
+        raise UnknownModel(f"unknown model {name!r}; valid names: {', '.join(list_models())}") from None
+
+
+def list_models() -> list[str]:
+    return sorted(_MODELS)
+
+
+# Importing the network modules registers them.
+from . import zhang2016  # noqa: E402,F401

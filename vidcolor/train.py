@@ -1,0 +1,198 @@
+"""`vidcolor train`: fit a registry model to a folder of colour photos or clips.
+
+The set is small next to the papers' ImageNet, so every step draws fresh random
+crops with scale jitter and flips from images held in memory (downscaled once),
+which also keeps the two CPU cores busy with the model rather than decoding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+import time
+
+import cv2
+import numpy as np
+import torch
+
+from . import color, weights
+from .errors import InvalidInput
+from .models import get_model
+from .runtime import Runtime
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+VIDEO_EXTS = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".mpg", ".mpeg", ".m4v"}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    model: str
+    data: tuple[pathlib.Path, ...]
+    out: pathlib.Path
+    steps: int = 4000
+    batch: int = 16
+    crop: int = 96
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    save_every: int = 200
+    #: frames taken from each colour video clip in the data folders.
+    frames_per_video: int = 40
+    resume: bool = False
+
+
+def _files(dirs) -> list[pathlib.Path]:
+    found = []
+    for d in dirs:
+        d = pathlib.Path(d)
+        if not d.exists():
+            raise InvalidInput(f"{d}: no such training folder; run `vidcolor data DIR` or pass a folder of colour photos")
+        paths = [d] if d.is_file() else sorted(p for p in d.rglob("*") if p.is_file())
+        found += [p for p in paths if p.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS]
+    return found
+
+
+def _fit(img: np.ndarray, short: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    s = short / min(h, w)
+    if s >= 1:
+        return img
+    return cv2.resize(img, (max(short, round(w * s)), max(short, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
+def _video_frames(path: pathlib.Path, count: int):
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        total = stream.frames or 0
+        every = max(1, total // count) if total else 10
+        for i, frame in enumerate(container.decode(stream)):
+            if i % every == 0:
+                yield frame.to_ndarray(format="rgb24")
+
+
+def load_images(dirs, short: int, frames_per_video: int) -> list[np.ndarray]:
+    """RGB uint8 images, each downscaled so its short side is at most ``short``."""
+    images = []
+    for path in _files(dirs):
+        if path.suffix.lower() in VIDEO_EXTS:
+            images += [_fit(f, short) for f in _video_frames(path, frames_per_video)]
+            continue
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is not None and min(bgr.shape[:2]) >= 32:
+            images.append(_fit(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), short))
+    if not images:
+        raise InvalidInput(f"{', '.join(map(str, dirs))}: no readable colour photos or clips to train on")
+    return images
+
+
+def random_batch(images, batch: int, crop: int, rng: np.random.Generator) -> torch.Tensor:
+    """(N,3,crop,crop) float RGB in 0..1: random image, scale jitter, crop, flip."""
+    out = np.empty((batch, crop, crop, 3), np.uint8)
+    for i in range(batch):
+        img = images[rng.integers(len(images))]
+        h, w = img.shape[:2]
+        # Scale so the crop covers between all and a quarter of the short side.
+        s = crop / min(h, w) * rng.uniform(1.0, 2.0)
+        s = min(s, 1.0) if min(h, w) * s >= crop else crop / min(h, w)
+        if abs(s - 1.0) > 1e-3:
+            img = cv2.resize(img, (max(crop, math.ceil(w * s)), max(crop, math.ceil(h * s))),
+                             interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+            h, w = img.shape[:2]
+        y, x = rng.integers(h - crop + 1), rng.integers(w - crop + 1)
+        patch = img[y:y + crop, x:x + crop]
+        out[i] = patch[:, ::-1] if rng.random() < 0.5 else patch
+    return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255)
+
+
+def split_lab(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Network input and target: L of the frame's luma, as at inference, and true ab."""
+    l_in = color.gray_to_l(color.luma(rgb))
+    ab = color.rgb_to_lab(rgb)[:, 1:]
+    return l_in, ab
+
+
+def bin_counts(images, bins: torch.Tensor, size: int = 64) -> torch.Tensor:
+    """How often each ab bin occurs in the training images (for class rebalancing)."""
+    counts = torch.zeros(bins.shape[0], dtype=torch.float64)
+    for img in images:
+        small = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+        ab = color.rgb_to_lab(torch.from_numpy(small).permute(2, 0, 1)[None].float() / 255)[:, 1:]
+        _, idx = color.nearest_bins(ab, bins, 1)
+        counts += torch.bincount(idx.flatten(), minlength=bins.shape[0]).double()
+    return counts
+
+
+def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True) -> pathlib.Path:
+    from tqdm import tqdm
+
+    spec = get_model(cfg.model)
+    device = runtime.torch_device
+    runtime.configure_threads()
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    last, state_file = cfg.out / "last.safetensors", cfg.out / "train_state.pt"
+
+    images = load_images(cfg.data, short=2 * cfg.crop, frames_per_video=cfg.frames_per_video)
+    model = spec.build()
+    step, seconds = 0, 0.0
+    if cfg.resume and last.is_file() and state_file.is_file():
+        weights.load_into(model, last, cfg.model)
+        state = torch.load(state_file, map_location="cpu", weights_only=True)
+        step, seconds = int(state["step"]), float(state["seconds"])
+        rng = np.random.default_rng([cfg.seed, step])
+    elif hasattr(model, "set_prior"):
+        model.set_prior(bin_counts(images, model.bins))
+    model.to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # Cosine decay to 5% of the peak, after a short warm-up.
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 100) * (
+        0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))))
+    if step:
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+
+    meta = {"model": cfg.model, "data": ",".join(map(str, cfg.data)), "images": len(images),
+            "crop": cfg.crop, "batch": cfg.batch, "lr": cfg.lr, "device": str(device),
+            "torch_threads": torch.get_num_threads()}
+
+    def checkpoint():
+        weights.save(model, last, {**meta, "steps": step, "seconds": round(seconds)})
+        tmp = state_file.with_suffix(".partial")
+        torch.save({"step": step, "seconds": seconds, "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict()}, tmp)
+        tmp.replace(state_file)
+
+    log = (cfg.out / "log.jsonl").open("a")
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
+    while step < cfg.steps:
+        t0 = time.perf_counter()
+        l_in, ab = split_lab(random_batch(images, cfg.batch, cfg.crop, rng))
+        l_in, ab = l_in.to(device), ab.to(device)
+        with runtime.autocast():
+            raw = model(l_in)
+        loss = model.loss(raw, ab)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        step += 1
+        seconds += time.perf_counter() - t0
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+        if step % 20 == 0:
+            log.write(json.dumps({"step": step, "loss": loss.item(), "lr": sched.get_last_lr()[0],
+                                  "seconds": round(seconds, 1)}) + "\n")
+            log.flush()
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            checkpoint()
+    bar.close()
+    final = cfg.out / f"{cfg.model}.safetensors"
+    model.eval()
+    weights.save(model, final, {**meta, "steps": step, "seconds": round(seconds)})
+    return final

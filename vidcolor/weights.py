@@ -1,0 +1,90 @@
+"""Finding, loading and saving model weights.
+
+Weights are read from safetensors; PyTorch pickles (users' official
+checkpoints) only with ``weights_only=True``, which refuses arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+import pathlib
+
+import safetensors.torch
+import torch
+
+from .errors import WeightsError
+from .models import ModelSpec, get_model
+from .runtime import Runtime
+
+
+def shipped_dir() -> pathlib.Path:
+    """The models/ folder: beside the package in a checkout, inside it once installed."""
+    checkout = pathlib.Path(__file__).resolve().parent.parent / "models"
+    if checkout.is_dir():
+        return checkout
+    return pathlib.Path(str(importlib.resources.files("vidcolor") / "shipped"))
+
+
+def read_state_dict(path: pathlib.Path) -> dict[str, torch.Tensor]:
+    path = pathlib.Path(path).expanduser()
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such weights file; check the path given to --weights")
+    try:
+        if path.suffix == ".safetensors":
+            return safetensors.torch.load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any parse failure means the same thing to the user
+        raise WeightsError(f"{path}: not a readable weights file ({exc.__class__.__name__}); "
+                           "pass a .safetensors or a PyTorch state_dict .pth") from None
+    if isinstance(state, dict) and "params" in state and isinstance(state["params"], dict):
+        state = state["params"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"{path}: holds no state_dict of tensors")
+    return state
+
+
+def load_into(model: torch.nn.Module, path: pathlib.Path, name: str) -> None:
+    state = read_state_dict(path)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+            if keys:
+                parts.append(f"{label}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''} ({len(keys)})")
+        raise WeightsError(f"{path}: these are not weights of model {name!r}; " + "; ".join(parts))
+    model.load_state_dict(state, strict=True)
+
+
+def save(model: torch.nn.Module, path: pathlib.Path, metadata: dict[str, str] | None = None) -> None:
+    """Write atomically: a crash never leaves a half-written weights file."""
+    path = pathlib.Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    safetensors.torch.save_file(state, str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
+    os.replace(tmp, path)
+
+
+def weights_path(spec: ModelSpec, weights: str | os.PathLike | None) -> pathlib.Path:
+    if weights is not None:
+        return pathlib.Path(weights).expanduser()
+    if spec.weights is None:
+        raise WeightsError(f"model {spec.name!r} ships no weights; pass --weights FILE "
+                           f"(train some with `vidcolor train --model {spec.name}`)")
+    path = shipped_dir() / spec.weights
+    if not path.is_file():
+        raise WeightsError(f"{path}: the shipped weights of {spec.name!r} are missing; reinstall vidcolor")
+    return path
+
+
+def load_model(name: str, weights: str | os.PathLike | None = None,
+               runtime: Runtime = Runtime()) -> torch.nn.Module:
+    """The named model with its weights, in eval mode, on the runtime's device."""
+    spec = get_model(name)
+    model = spec.build()
+    load_into(model, weights_path(spec, weights), name)
+    model.eval().requires_grad_(False)
+    return model.to(runtime.torch_device)
