@@ -1,0 +1,72 @@
+"""Every registered model: builds, runs, trains a step, saves and loads."""
+
+import pytest
+import torch
+
+from vidcolor import weights
+from vidcolor.errors import UnknownModel, WeightsError
+from vidcolor.models import get_model, list_models
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_model_forward_decode_loss(name, tmp_path):
+    spec = get_model(name)
+    model = spec.build()
+    torch.manual_seed(0)
+    l = torch.rand(2, 1, 64, 48) * 100
+    ab_true = (torch.rand(2, 2, 64, 48) - 0.5) * 100
+    raw = model(l)
+    ab = model.decode(raw)
+    assert ab.shape == (2, 2, 64, 48)
+    assert torch.isfinite(ab).all() and ab.abs().max() <= 128
+    loss = model.loss(raw, ab_true)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+    path = tmp_path / f"{name}.safetensors"
+    weights.save(model, path, {"test": "yes"})
+    again = spec.build()
+    weights.load_into(again, path, name)
+    model.eval(), again.eval()
+    with torch.no_grad():
+        assert torch.equal(model.decode(model(l)), again.decode(again(l)))
+
+
+def test_unknown_model_lists_valid_names():
+    with pytest.raises(UnknownModel) as e:
+        get_model("nope")
+    assert "zhang2016" in str(e.value) and isinstance(e.value, KeyError)
+
+
+def test_weights_of_another_model_are_refused(tmp_path):
+    path = tmp_path / "w.safetensors"
+    weights.save(get_model("zhang2016-full").build(), path)
+    with pytest.raises(WeightsError, match="wrong shape"):
+        weights.load_into(get_model("zhang2016").build(), path, "zhang2016")
+
+
+def test_pth_is_read_without_unpickling_objects(tmp_path):
+    model = get_model("zhang2016").build()
+    good = tmp_path / "good.pth"
+    torch.save({"params": model.state_dict()}, good)
+    weights.load_into(get_model("zhang2016").build(), good, "zhang2016")
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("unpickled!",))
+
+    bad = tmp_path / "bad.pth"
+    torch.save({"x": Evil()}, bad)
+    with pytest.raises(WeightsError, match="not a readable weights file"):
+        weights.read_state_dict(bad)
+
+
+def test_models_without_shipped_weights_say_how_to_get_them():
+    with pytest.raises(WeightsError, match="--weights"):
+        weights.load_model("zhang2016-full")
+
+
+def test_shipped_default_loads():
+    model = weights.load_model("zhang2016")
+    assert not model.training
