@@ -72,8 +72,8 @@ def weights_path(spec: ModelSpec, weights: str | os.PathLike | None) -> pathlib.
     if weights is not None:
         return pathlib.Path(weights).expanduser()
     if spec.weights is None:
-        raise WeightsError(f"model {spec.name!r} ships no weights; pass --weights FILE "
-                           f"(train some with `vidcolor train --model {spec.name}`)")
+        where = spec.weights_hint or f"train some with `vidcolor train --model {spec.name}`"
+        raise WeightsError(f"model {spec.name!r} ships no weights; pass --weights FILE ({where})")
     path = shipped_dir() / spec.weights
     if not path.is_file():
         raise WeightsError(f"{path}: the shipped weights of {spec.name!r} are missing; reinstall vidcolor")

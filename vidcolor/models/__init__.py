@@ -25,17 +25,20 @@ class ModelSpec:
     #: file name under models/ of the shipped weights, or None.
     weights: str | None
     summary: str
+    #: where users get weights when none ship (official checkpoints).
+    weights_hint: str | None = None
 
 
 _MODELS: dict[str, ModelSpec] = {}
 DEFAULT_MODEL = "zhang2016"
 
 
-def register_model(name: str, *, working_size: int, weights: str | None, summary: str):
+def register_model(name: str, *, working_size: int, weights: str | None, summary: str,
+                   weights_hint: str | None = None):
     def wrap(build: Callable[..., torch.nn.Module]):
         if name in _MODELS:
             raise ValueError(f"model {name!r} is registered twice")
-        _MODELS[name] = ModelSpec(name, build, working_size, weights, summary)
+        _MODELS[name] = ModelSpec(name, build, working_size, weights, summary, weights_hint)
         return build
 
     return wrap
