@@ -44,9 +44,24 @@ def read_state_dict(path: pathlib.Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def optional_keys(model: torch.nn.Module, keys) -> set[str]:
+    """The keys of ``model``'s state_dict a weights file may lack without harm.
+
+    BatchNorm's ``num_batches_tracked`` counters (older checkpoints and
+    converted ones have none; they do not affect eval), and keys under a
+    model's ``optional_state_prefixes`` (parts used only by the official
+    training, such as SIGGRAPH17's classification head).
+    """
+    prefixes = tuple(getattr(model, "optional_state_prefixes", ()))
+    return {k for k in keys if k.endswith(".num_batches_tracked") or k == "num_batches_tracked"
+            or (prefixes and k.startswith(prefixes))}
+
+
 def load_into(model: torch.nn.Module, path: pathlib.Path, name: str) -> None:
     state = read_state_dict(path)
     own = model.state_dict()
+    # Tolerated absences keep the model's own values; nothing else is tolerated.
+    state = {**{k: own[k] for k in optional_keys(model, set(own) - set(state))}, **state}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
