@@ -9,7 +9,7 @@ import signal
 import sys
 
 from . import __version__
-from .errors import InvalidInput, OutputError, VidcolorError
+from .errors import Interrupted, InvalidInput, OutputError, VidcolorError
 from .models import DEFAULT_MODEL, get_model, list_models
 
 COMMANDS = ("models", "train", "eval", "data")
@@ -74,7 +74,8 @@ def check_output(src: pathlib.Path, dst: pathlib.Path, overwrite: bool) -> None:
         raise OutputError(f"{dst}: already exists; pass --overwrite to replace it or choose another name with -o")
     parent = dst.parent if str(dst.parent) else pathlib.Path(".")
     if not parent.is_dir():
-        raise OutputError(f"{dst}: the folder {parent} does not exist; create it or choose another with -o")
+        why = "is not a folder" if parent.exists() else "does not exist"
+        raise OutputError(f"{dst}: {parent} {why}; create the folder or choose another with -o")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"{dst}: the folder {parent} is not writable; choose another with -o")
 
@@ -196,25 +197,35 @@ def run_data(argv) -> int:
 
 
 def _on_sigterm(signum, frame):
-    raise KeyboardInterrupt
+    # Unwinds like Ctrl-C (the engine's cleanup removes the partial output), but
+    # remembers the signal so the exit status says which one it was.
+    raise Interrupted(signum)
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread: signals stay with the caller
+        previous = None
     run = {"models": run_models, "train": run_train, "eval": run_eval, "data": run_data}
     try:
         if argv and argv[0] in run:
             return run[argv[0]](argv[1:])
         return run_colorize(argv)
+    except KeyboardInterrupt as exc:  # before VidcolorError: Interrupted is both
+        signum = exc.args[0] if isinstance(exc, Interrupted) and exc.args else signal.SIGINT
+        print(f"vidcolor: interrupted ({signal.Signals(signum).name}); the partial output was removed",
+              file=sys.stderr)
+        return 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
     except VidcolorError as exc:
         print(f"vidcolor: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("vidcolor: interrupted; the partial output was removed", file=sys.stderr)
-        return 130
     except BrokenPipeError:
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -94,13 +94,16 @@ def rgb_to_chroma(rgb: torch.Tensor, matrix: str = "bt601") -> torch.Tensor:
 
 
 def ycbcr_to_rgb(y: torch.Tensor, cbcr: torch.Tensor, matrix: str = "bt601") -> torch.Tensor:
+    """RGB of luma and chroma. A colour outside the RGB cube keeps its luma and
+    gives up saturation: clipping channel by channel would shift its brightness
+    by several levels, and the luma is the one thing that must survive."""
     kr, kb = MATRICES[matrix]
     cb, cr = cbcr.unbind(-3)
-    y = y.squeeze(-3)
-    r = y + 2 * (1 - kr) * cr
-    b = y + 2 * (1 - kb) * cb
-    g = (y - kr * r - kb * b) / (1 - kr - kb)
-    return torch.stack((r, g, b), dim=-3).clamp(0.0, 1.0)
+    dr, db = 2 * (1 - kr) * cr, 2 * (1 - kb) * cb
+    d = torch.stack((dr, -(kr * dr + kb * db) / (1 - kr - kb), db), dim=-3)  # RGB minus luma
+    room = torch.where(d > 0, (1 - y) / d.clamp(min=1e-12), y / (-d).clamp(min=1e-12))
+    scale = room.amin(dim=-3, keepdim=True).clamp(0, 1)
+    return (y + scale * d).clamp(0.0, 1.0)
 
 
 def chroma_for_luma(y: torch.Tensor, ab: torch.Tensor, matrix: str = "bt601") -> torch.Tensor:
@@ -184,3 +187,32 @@ def resize(x: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> to
     if mode == "area":
         return F.interpolate(x, size=size, mode="area")
     return F.interpolate(x, size=size, mode=mode, align_corners=False, antialias=mode != "nearest")
+
+
+def l_to_gray(l: torch.Tensor) -> torch.Tensor:
+    """The sRGB value (0..1) of the neutral grey of lightness ``l``: the inverse of `gray_to_l`."""
+    return linear_to_srgb(_f_inv((l + 16) / 116))
+
+
+def rgb_to_hue_chroma(rgb: torch.Tensor) -> torch.Tensor:
+    """HSV hue (0..1, 0 for greys) and chroma max - min (0..1) of gamma-encoded RGB.
+
+    The hue/chroma space of Larsson et al.'s colorizer (their "HCV" layer).
+    """
+    r, g, b = rgb.unbind(-3)
+    hi = torch.maximum(torch.maximum(r, g), b)
+    chroma = hi - torch.minimum(torch.minimum(r, g), b)
+    safe = chroma.clamp(min=1e-12)
+    sector = torch.where(hi == r, (g - b) / safe, torch.where(hi == g, 2 + (b - r) / safe, 4 + (r - g) / safe))
+    hue = torch.where(chroma > 0, torch.remainder(sector / 6, 1.0), torch.zeros_like(sector))
+    return torch.stack((hue, chroma), dim=-3)
+
+
+def hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
+    """Gamma-encoded RGB of HSV (hue 0..1, saturation, value) with channels on dim -3."""
+    h, s, v = hsv.unbind(-3)
+    out = []
+    for n in (5, 3, 1):  # R, G, B
+        k = torch.remainder(n + 6 * h, 6)
+        out.append(v - v * s * torch.clamp(torch.minimum(k, 4 - k), 0, 1))
+    return torch.stack(out, dim=-3)

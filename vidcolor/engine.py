@@ -36,6 +36,7 @@ _FULL_RANGE_FAMILIES = ("gray", "rgb", "bgr", "gbr", "pal8", "argb", "abgr", "rg
 DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libvpx-vp9": 24, "libsvtav1": 28}
 DEFAULT_PRESET = {"libx264": "medium", "libx265": "medium", "libsvtav1": "8"}
 QUEUE_FRAMES = 4  # batches in flight between two stages
+_FRAME_RATE_TIME_BASE = {"mpeg1video", "mpeg2video", "mpeg4", "msmpeg4", "msmpeg4v2", "h263", "h263p"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +92,7 @@ def _bits(fmt: av.VideoFormat) -> int:
     return max(c.bits for c in fmt.components) if fmt.name != "pal8" else 8
 
 
-def output_pix_fmt(in_fmt: av.VideoFormat, requested: str | None) -> av.VideoFormat:
+def output_pix_fmt(in_fmt: av.VideoFormat, requested: str | None, codec: str | None = None) -> av.VideoFormat:
     if requested:
         try:
             fmt = av.VideoFormat(requested)
@@ -100,7 +101,17 @@ def output_pix_fmt(in_fmt: av.VideoFormat, requested: str | None) -> av.VideoFor
         if not fmt.name.startswith("yuv") or not fmt.is_planar or len(fmt.components) != 3:
             raise InvalidInput(f"--pix-fmt {requested}: choose a planar YUV format such as yuv420p, yuv422p10le or yuv444p")
         return fmt
-    return av.VideoFormat("yuv420p10le" if _bits(in_fmt) > 8 else "yuv420p")
+    bits = _bits(in_fmt)
+    if bits > 10 and codec:
+        # Keep a 12/16-bit luma whole where the encoder can take it (ffv1, x265);
+        # otherwise 10 bits, which every high-bit-depth encoder here accepts.
+        try:
+            supported = {f.name for f in av.Codec(codec, "w").video_formats or ()}
+        except (ValueError, av.FFmpegError):
+            supported = set()
+        if f"yuv420p{bits}le" in supported:
+            return av.VideoFormat(f"yuv420p{bits}le")
+    return av.VideoFormat("yuv420p10le" if bits > 8 else "yuv420p")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,9 +133,10 @@ class _FrameLayout:
         return np.uint16 if self.bits > 8 else np.uint8
 
 
-def _layout(stream: av.video.stream.VideoStream, first: av.VideoFrame, pix_fmt: str | None) -> _FrameLayout:
+def _layout(stream: av.video.stream.VideoStream, first: av.VideoFrame, pix_fmt: str | None,
+            codec: str | None = None) -> _FrameLayout:
     in_fmt = first.format
-    fmt = output_pix_fmt(in_fmt, pix_fmt)
+    fmt = output_pix_fmt(in_fmt, pix_fmt, codec)
     ctx = stream.codec_context
     full = (first.color_range == _RANGE_FULL or ctx.color_range == _RANGE_FULL
             or (first.color_range != _RANGE_LIMITED and in_fmt.name.startswith(_FULL_RANGE_FAMILIES)))
@@ -141,9 +153,12 @@ def _layout(stream: av.video.stream.VideoStream, first: av.VideoFrame, pix_fmt: 
 
 def _to_planes(frame: av.VideoFrame, lay: _FrameLayout) -> av.VideoFrame:
     """The frame in the output's planar YUV format, its luma untouched where it was YUV."""
+    # The same matrix on both sides: swscale converts YUV between matrices
+    # (e.g. untagged 720p read as BT.601, written as BT.709), which would change
+    # the luma; the chroma is replaced anyway. For RGB input only dst counts.
     out = frame.reformat(
         format=lay.fmt,
-        src_colorspace=lay.tags["colorspace"] if lay.rgb_input else None,
+        src_colorspace=lay.tags["colorspace"],
         dst_colorspace=lay.tags["colorspace"],
         src_color_range=_RANGE_FULL if lay.full_range else _RANGE_LIMITED,
         dst_color_range=_RANGE_FULL if lay.full_range else _RANGE_LIMITED,
@@ -243,35 +258,86 @@ class VideoJob:
     # -- stage 1: demux and decode -------------------------------------------------
     def _decode(self, inp, vstream, copies, q_out, stop):
         start, end = _window(self.opts)
-        if start:
+        # --start/--duration count from the file's first timestamp (MPEG-PS/TS start near 0.5 s or later).
+        origin = inp.start_time / av.time_base if inp.start_time else 0.0
+        start, end = start + origin, end + origin
+        windowed = start > origin or end < float("inf")
+        # After a seek, packets wait here until the first frame shows that decoding
+        # starts at or before --start: formats without an index (MPEG-PS/TS) may land
+        # after the keyframe, and the decoder then drops frames up to the next one.
+        held: list | None = None
+        if start > origin:
             inp.seek(int(start / vstream.time_base), stream=vstream, backward=True)
-        decoded = 0
-        for packet in inp.demux():
-            if stop.is_set():
-                raise _Stop
-            if packet.stream.index != vstream.index:
-                if packet.stream.index in copies and packet.dts is not None:
-                    if (start or end < float("inf")) and packet.pts is not None:
-                        t = float(packet.pts * packet.time_base)
-                        if not start <= t < end:
-                            continue
-                    _put(q_out, packet, stop)
-                continue
-            try:
-                frames = vstream.decode(packet)
-            except av.FFmpegError as exc:
-                self.truncated = (f"{self.src}: decoding stopped after frame {decoded} "
-                                  f"({_reason(exc)}): the file is truncated or corrupt")
-                break
-            for frame in frames:
-                t = frame.time if frame.time is not None else decoded / float(vstream.guessed_rate or 25)
-                if t < start - 1e-6:
+            held = []
+        # Streams whose packets may sit in the file after the last video frame of the window.
+        trailing = {i for i, s in copies.items() if s.type in ("audio", "video")}
+        decoded, reached, video_done = 0, None, False  # frames passed on; end time of the last one
+
+        def send(item):
+            if held is None:
+                _put(q_out, item, stop)
+            else:
+                held.append(item)
+
+        try:
+            packets = inp.demux()
+            while (packet := next(packets, None)) is not None:
+                if stop.is_set():
+                    raise _Stop
+                t = float(packet.pts * packet.time_base) if packet.pts is not None else None
+                if packet.stream.index != vstream.index:
+                    if packet.stream.index in copies and packet.dts is not None:
+                        if windowed and t is not None:
+                            if t >= end:
+                                trailing.discard(packet.stream.index)
+                                if video_done and not trailing:
+                                    break
+                                continue
+                            if t < start:
+                                continue
+                        send(packet)
                     continue
-                if t >= end:
-                    _put(q_out, _END, stop)
-                    return
-                decoded += 1
-                _put(q_out, frame, stop)
+                if video_done:
+                    if t is not None and t > end + 10:  # no stream should trail the video by that much
+                        break
+                    continue
+                for frame in vstream.decode(packet):
+                    ft = frame.time if frame.time is not None else decoded / float(vstream.guessed_rate or 25)
+                    if ft < start - 1e-6:
+                        continue
+                    if held is not None:
+                        if ft > start + _frame_seconds(frame, vstream) + 1e-3:
+                            # The seek overshot: decode from the beginning instead.
+                            held = None
+                            inp.seek(vstream.start_time or 0, stream=vstream, backward=True)
+                            packets = inp.demux()
+                            break
+                        for item in held:
+                            _put(q_out, item, stop)
+                        held = None
+                    if ft >= end:
+                        video_done = True
+                        break
+                    decoded += 1
+                    reached = ft + _frame_seconds(frame, vstream)
+                    _put(q_out, frame, stop)
+                if video_done and not trailing:
+                    break
+        except av.FFmpegError as exc:
+            self.truncated = (f"{self.src}: decoding stopped after frame {decoded} "
+                              f"({_reason(exc)}): the file is truncated or corrupt")
+        if held:
+            for item in held:
+                _put(q_out, item, stop)
+        if not video_done and not self.truncated:
+            # A cut file often demuxes without any error: the header's duration tells.
+            declared = _declared_end(inp, vstream)
+            if reached is not None and declared is not None:
+                missing = min(declared, end) - reached
+                if missing > max(0.25, 3 * _frame_seconds(None, vstream)):
+                    self.truncated = (f"{self.src}: the video ends after frame {decoded} at {reached - origin:.2f} s "
+                                      f"but the file says it lasts {declared - origin:.2f} s: "
+                                      "the file is truncated")
         _put(q_out, _END, stop)
 
     # -- stage 2: batched model ------------------------------------------------------
@@ -295,7 +361,7 @@ class VideoJob:
                 return
             if isinstance(item, av.VideoFrame):
                 if lay_box[0] is None:
-                    lay_box[0] = _layout(self._vstream, item, self.opts.pix_fmt)
+                    lay_box[0] = _layout(self._vstream, item, self.opts.pix_fmt, self.opts.codec)
                 item = _to_planes(item, lay_box[0])
                 frames.append(item)
             pending.append(item)
@@ -322,8 +388,12 @@ class VideoJob:
         ctx = ostream.codec_context
         ctx.width, ctx.height = first.width, first.height
         ctx.pix_fmt = lay.fmt.name
-        # The input's time base keeps every timestamp exact, variable frame rate included.
-        ctx.time_base = vstream.time_base
+        # The input's time base keeps every timestamp exact, variable frame rate
+        # included; MPEG-1/2/4 Part 2 only take 1/frame-rate (or a 16-bit one).
+        if opts.codec in _FRAME_RATE_TIME_BASE:
+            ctx.time_base = 1 / ctx.framerate
+        else:
+            ctx.time_base = vstream.time_base
         if vstream.sample_aspect_ratio:
             ctx.sample_aspect_ratio = vstream.sample_aspect_ratio
         ctx.color_range = _RANGE_FULL if lay.full_range else _RANGE_LIMITED
@@ -340,18 +410,36 @@ class VideoJob:
         ctx.thread_type = "AUTO"
         if first.rotation:
             ostream.set_display_rotation(first.rotation)
+        try:
+            # Opened here so a refusal is a clear error, not a traceback from encode().
+            ctx.open()
+        except av.FFmpegError as exc:
+            raise InvalidInput(f"--codec {opts.codec} cannot encode this video ({first.width}x{first.height} "
+                               f"{lay.fmt.name} at {ctx.framerate} fps: {_reason(exc)}); "
+                               "try libx264 or ffv1") from None
 
     def run(self) -> Stats:
         dst, src = self.dst, self.src
+        # Option errors before any file is touched.
+        _window(self.opts)
+        if self.opts.pix_fmt:
+            output_pix_fmt(av.VideoFormat("yuv420p"), self.opts.pix_fmt)
         inp = open_input(src)
         vstream = inp.streams.video[0]
         vstream.thread_type = "AUTO"
         self._vstream = vstream
         tmp = dst.with_name(f".{dst.stem}.partial-{os.getpid()}{dst.suffix}")
+        created = False
         try:
+            # FFmpeg opens the file only when the header is written; create it now so
+            # an unwritable folder is an error here, not a traceback from the muxer.
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
+            created = True
             out = av.open(str(tmp), "w")
         except (av.FFmpegError, OSError, ValueError) as exc:
             inp.close()
+            if created:
+                tmp.unlink(missing_ok=True)
             raise OutputError(f"{dst}: cannot write the output here ({_reason(exc)}); "
                               "choose another folder or name with -o") from None
         stop = threading.Event()
@@ -364,6 +452,9 @@ class VideoJob:
         t0 = time.perf_counter()
         try:
             out.metadata.update(inp.metadata)
+            chapters = _chapters(inp, *_window(self.opts))
+            if chapters:
+                out.set_chapters(chapters)
             for s in inp.streams:
                 if s.index == vstream.index:
                     ostream = self._add_video_stream(out, vstream)
@@ -379,7 +470,10 @@ class VideoJob:
             ]
             for w in workers:
                 w.start()
-            self._encode(inp, out, vstream, ostream, copies, lay_box, q_enc, stop, workers)
+            try:
+                self._encode(inp, out, vstream, ostream, copies, lay_box, q_enc, stop, workers)
+            except av.FFmpegError as exc:  # encoder or muxer: disk full, a stream the format refuses...
+                raise OutputError(f"{dst}: writing the output failed ({_reason(exc)}) while colorizing {src}") from None
             ok = True
         finally:
             stop.set()
@@ -463,10 +557,52 @@ class VideoJob:
         out.mux(packet)
 
 
+def _frame_seconds(frame, vstream) -> float:
+    if frame is not None and frame.duration and frame.time_base:
+        return float(frame.duration * frame.time_base)
+    rate = vstream.average_rate or vstream.guessed_rate
+    return 1 / float(rate) if rate else 0.04
+
+
+def _track_seconds(vstream) -> float | None:
+    """The video stream's own duration from the header, in seconds, if it states one."""
+    if vstream.duration and vstream.time_base:
+        return float(vstream.duration * vstream.time_base)
+    tag = vstream.metadata.get("DURATION")  # Matroska's per-track tag, HH:MM:SS.nnnnnnnnn
+    if tag:
+        try:
+            h, m, sec = tag.split(":")
+            return int(h) * 3600 + int(m) * 60 + float(sec)
+        except ValueError:
+            return None
+    return None
+
+
+def _declared_end(inp, vstream) -> float | None:
+    """When the header says the video stream ends, in seconds; None if it does not say."""
+    seconds = _track_seconds(vstream)
+    if seconds is not None:
+        return float((vstream.start_time or 0) * vstream.time_base) + seconds
+    if inp.duration and len(inp.streams) == 1:
+        return ((inp.start_time or 0) + inp.duration) / av.time_base
+    return None
+
+
+def _chapters(inp, start: float, end: float) -> list[dict]:
+    """The input's chapters that overlap the window, moved to its start."""
+    kept = []
+    for ch in inp.chapters():
+        tb = ch["time_base"]
+        lo, hi = max(float(ch["start"] * tb), start), min(float(ch["end"] * tb), end)
+        if hi > lo:
+            kept.append({**ch, "start": round((lo - start) / tb), "end": round((hi - start) / tb)})
+    return kept
+
+
 def _expected_frames(vstream, inp, start: float, end: float) -> int | None:
     rate = float(vstream.average_rate or vstream.guessed_rate or 0)
-    if vstream.duration and vstream.time_base:
-        seconds = float(vstream.duration * vstream.time_base)
+    if (track := _track_seconds(vstream)) is not None:
+        seconds = track
     elif inp.duration:
         seconds = inp.duration / av.time_base
     else:

@@ -1,0 +1,368 @@
+"""The `vidcolor` command: in-process through `main()`, and as a process for signals.
+
+Every bad input must give one line on stderr that names the file, a non-zero
+exit status and no traceback, and must leave the input as it was and no
+temporary file behind.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from conftest import make_video, probe, sha256, texture
+from vidcolor.cli import main
+
+
+def vidcolor(capsys, *args) -> tuple[int, str, str]:
+    rc = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def partials(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".partial" in p.name)
+
+
+def bt601_luma(bgr: np.ndarray) -> np.ndarray:
+    b, g, r = (bgr[..., k].astype(float) for k in range(3))
+    return 0.299 * r + 0.587 * g + 0.114 * b
+
+
+# --------------------------------------------------------------------------
+# videos
+# --------------------------------------------------------------------------
+
+
+def test_video_default_name_lossless(capsys, media, tmp_path):
+    src = tmp_path / "reel.mkv"
+    src.write_bytes(media("cli.mkv", audio="aac").read_bytes())
+    rc, out, err = vidcolor(capsys, src, "--codec", "ffv1")
+    dst = tmp_path / "reel.colorized.mkv"
+    assert rc == 0, err
+    assert f"wrote {dst}: 12 frames" in err
+    a, b = probe(src), probe(dst)
+    assert b.pts == a.pts
+    assert all(np.array_equal(fa[0], fb[0]) for fa, fb in zip(a.planes, b.planes))
+    assert [x[2] for x in b.audio] == [x[2] for x in a.audio]
+    assert partials(tmp_path) == []
+
+
+def test_video_crf_zero_is_lossless_for_luma(capsys, media, tmp_path):
+    src = media("cli-x264.mp4", codec="libx264", options={"qp": "0"})
+    dst = tmp_path / "out.mp4"
+    rc, _, err = vidcolor(capsys, src, "-o", dst, "--crf", "0", "--preset", "ultrafast", "--quiet")
+    assert rc == 0, err
+    assert err == ""
+    a, b = probe(src), probe(dst)
+    assert b.codec == "h264" and b.pts == a.pts
+    assert all(np.array_equal(fa[0], fb[0]) for fa, fb in zip(a.planes, b.planes))
+
+
+def test_start_and_duration(capsys, media, tmp_path):
+    src = media("cli-window.mkv", frames=36, audio="aac")
+    dst = tmp_path / "out.mkv"
+    rc, _, err = vidcolor(capsys, src, "-o", dst, "--start", "0.5", "--duration", "0.5", "--codec", "ffv1", "--quiet")
+    assert rc == 0, err
+    assert len(probe(dst).pts) == 12
+
+
+def test_pix_fmt_option(capsys, media, tmp_path):
+    src = media("cli.mkv", audio="aac")
+    dst = tmp_path / "out.mkv"
+    rc, _, err = vidcolor(capsys, src, "-o", dst, "--codec", "ffv1", "--pix-fmt", "yuv444p10le", "--quiet")
+    assert rc == 0, err
+    b = probe(dst)
+    assert b.pix_fmt == "yuv444p10le"
+    assert b.planes[0][1].shape == b.planes[0][0].shape
+
+
+def test_preview_writes_a_png_contact_sheet(capsys, media, tmp_path):
+    src = tmp_path / "reel.mkv"
+    src.write_bytes(media("cli-preview.mkv", size=(96, 64), frames=24).read_bytes())
+    rc, _, err = vidcolor(capsys, src, "--preview", "3")
+    sheet = tmp_path / "reel.preview.png"
+    assert rc == 0, err
+    assert f"wrote {sheet} (3 frames)" in err
+    img = cv2.imread(str(sheet), cv2.IMREAD_UNCHANGED)
+    assert sheet.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert img.shape == (3 * 320, 2 * 480, 3)  # 3 rows of gray | colour at 480 px wide
+    left, right = img[:, :480].astype(int), img[:, 480:].astype(int)
+    assert (left[..., 0] == left[..., 2]).all()  # the gray half is gray
+    assert np.abs(right[..., 2] - right[..., 0]).mean() > 2  # the colour half is not
+
+
+def test_models_lists_the_registry(capsys):
+    rc, out, _ = vidcolor(capsys, "models")
+    assert rc == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["name", "input", "params"]
+    names = [line.split()[0] for line in lines[1:]]
+    assert "zhang2016" in names and "zhang2016-full" in names
+    shipped = next(line for line in lines if line.startswith("zhang2016 "))
+    assert "zhang2016.safetensors" in shipped
+
+
+# --------------------------------------------------------------------------
+# still images
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["jpg", "png16", "png-alpha", "png-rgb"])
+def test_still_image(capsys, tmp_path, kind):
+    gray = texture(3, 60, 80)
+    if kind == "jpg":
+        src, pixels = tmp_path / "photo.jpg", (gray * 255).round().astype(np.uint8)
+    elif kind == "png16":
+        src, pixels = tmp_path / "scan.png", (gray * 65535).round().astype(np.uint16)
+    elif kind == "png-alpha":
+        g8 = (gray * 255).round().astype(np.uint8)
+        alpha = np.tile(np.linspace(0, 255, 80).astype(np.uint8), (60, 1))
+        src, pixels = tmp_path / "logo.png", np.dstack([g8, g8, g8, alpha])
+    else:
+        g8 = (gray * 255).round().astype(np.uint8)
+        src, pixels = tmp_path / "frame.png", np.dstack([g8, g8, g8])
+    assert cv2.imwrite(str(src), pixels)
+    before = sha256(src)
+    rc, _, err = vidcolor(capsys, src)
+    dst = src.with_name(f"{src.stem}.colorized.png")
+    assert rc == 0, err
+    assert f"wrote {dst}" in err
+    assert sha256(src) == before
+    inp = cv2.imread(str(src), cv2.IMREAD_UNCHANGED)
+    out = cv2.imread(str(dst), cv2.IMREAD_UNCHANGED)
+    assert out.dtype == inp.dtype and out.shape[:2] == inp.shape[:2]
+    assert out.shape[2] == (4 if kind == "png-alpha" else 3)
+    level = inp if inp.ndim == 2 else inp[..., 0]  # R = G = B in (a JPEG decodes as it was written)
+    # Luma is kept to rounding: each channel is rounded once, so at most half a level.
+    assert np.abs(bt601_luma(out) - level).max() <= 0.5 + 1e-6
+    peak = 65535 if out.dtype == np.uint16 else 255
+    assert np.abs(out[..., 2].astype(float) - out[..., 0]).mean() > 0.01 * peak  # coloured
+    if kind == "png-alpha":
+        assert np.array_equal(out[..., 3], inp[..., 3])
+
+
+# --------------------------------------------------------------------------
+# bad inputs and outputs: one line, non-zero, no traceback, input untouched
+# --------------------------------------------------------------------------
+
+
+def _setup_bad(case, tmp_path, media):
+    """(args, the file the message must name, the input to check, the output folder)."""
+    good = tmp_path / "good.mkv"
+    good.write_bytes(media("cli.mkv", audio="aac").read_bytes())
+    out = tmp_path / "out"
+    out.mkdir()
+    dst = out / "result.mkv"
+    if case == "missing":
+        src = tmp_path / "nowhere.mkv"
+        return [src, "-o", dst], src, None, out
+    if case == "text":
+        src = tmp_path / "notes.mp4"
+        src.write_text("shopping list\n" * 20)
+        return [src, "-o", dst], src, src, out
+    if case == "zero-bytes":
+        src = tmp_path / "empty.mkv"
+        src.write_bytes(b"")
+        return [src, "-o", dst], src, src, out
+    if case == "truncated-mp4":  # moov at the end: the cut leaves no index
+        whole = media("cli-x264.mp4", codec="libx264", options={"qp": "0"})
+        src = tmp_path / "cut.mp4"
+        data = whole.read_bytes()
+        src.write_bytes(data[: len(data) // 2])
+        return [src, "-o", dst], src, src, out
+    if case == "no-video":
+        src = tmp_path / "song.m4a"
+        with av.open(str(src), "w") as c:
+            s = c.add_stream("aac", rate=48000)
+            s.layout = "stereo"
+            from conftest import _write_audio
+
+            _write_audio(c, s, 0.3)
+        return [src, "-o", dst], src, src, out
+    if case == "unknown-codec":
+        src = tmp_path / "odd.avi"
+        src.write_bytes(media("mjpeg.avi", codec="mjpeg", pix_fmt="yuvj420p").read_bytes().replace(b"MJPG", b"ZQ9X"))
+        return [src, "-o", dst], src, src, out
+    if case == "not-an-image":
+        src = tmp_path / "picture.png"
+        src.write_text("not a png")
+        return [src, "-o", out / "result.png"], src, src, out
+    if case == "output-under-a-file":
+        blocker = out / "plain-file"
+        blocker.write_text("x")
+        target = blocker / "result.mkv"
+        return [good, "-o", target], target, good, out
+    if case == "output-in-proc":  # refused even to root
+        target = "/proc/self/result.mkv"
+        return [good, "-o", target], target, good, out
+    if case == "output-folder-missing":
+        target = out / "no" / "such" / "result.mkv"
+        return [good, "-o", target], target, good, out
+    if case == "output-is-input":
+        return [good, "-o", good], good, good, out
+    if case == "output-is-input-by-hard-link":
+        link = out / "same.mkv"
+        os.link(good, link)
+        return [good, "-o", link], link, good, out
+    if case == "output-exists":
+        dst.write_bytes(b"precious")
+        return [good, "-o", dst], dst, good, out
+    if case == "bad-pix-fmt":
+        return [good, "-o", dst, "--pix-fmt", "rgb24"], "--pix-fmt", good, out
+    raise AssertionError(case)
+
+
+BAD = ["missing", "text", "zero-bytes", "truncated-mp4", "no-video", "unknown-codec", "not-an-image",
+       "output-under-a-file", "output-in-proc", "output-folder-missing", "output-is-input",
+       "output-is-input-by-hard-link", "output-exists", "bad-pix-fmt"]
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_input_one_line_error(capsys, media, tmp_path, case):
+    args, named, src, out_dir = _setup_bad(case, tmp_path, media)
+    before = sha256(src) if src else None
+    existing = {p.name: sha256(p) for p in out_dir.iterdir() if p.is_file()}
+    rc, stdout, err = vidcolor(capsys, *args, "--quiet")
+    assert rc == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("vidcolor: error: ")
+    assert str(named) in lines[0]
+    assert "Traceback" not in err and stdout == ""
+    if src:
+        assert sha256(src) == before
+    assert {p.name: sha256(p) for p in out_dir.iterdir() if p.is_file()} == existing
+    assert partials(out_dir) == [] and partials(tmp_path) == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a mode-555 folder; see output-under-a-file")
+def test_read_only_folder(capsys, media, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        rc, _, err = vidcolor(capsys, media("cli.mkv", audio="aac"), "-o", ro / "out.mkv", "--quiet")
+    finally:
+        ro.chmod(0o755)
+    assert rc == 1 and "not writable" in err and str(ro / "out.mkv") in err
+    assert list(ro.iterdir()) == []
+
+
+def test_truncated_matroska_writes_what_decodes_and_exits_1(capsys, media, tmp_path):
+    """Decided behaviour for a cut file whose header states its length (Matroska, MP4 with
+    the index first, AVI): the decodable frames are colorized and the output is kept,
+    and the exit status is 1 with one line saying where the video stopped."""
+    whole = media("cli-whole.mkv", size=(96, 64), frames=30, audio="aac")
+    src = tmp_path / "cut.mkv"
+    data = whole.read_bytes()
+    src.write_bytes(data[: len(data) // 2])
+    before = sha256(src)
+    n = len(probe(src).pts)
+    dst = tmp_path / "cut.colorized.mkv"
+    rc, _, err = vidcolor(capsys, src, "--codec", "ffv1", "--quiet")
+    assert rc == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err
+    assert str(src) in lines[0] and "truncated" in lines[0] and f"after frame {n}" in lines[0]
+    assert f"the {n} frames before it were written to {dst}" in lines[0]
+    assert sha256(src) == before
+    assert len(probe(dst).pts) == n
+    assert partials(tmp_path) == []
+
+
+def test_overwrite(capsys, media, tmp_path):
+    src = media("cli.mkv", audio="aac")
+    dst = tmp_path / "out.mkv"
+    dst.write_bytes(b"old")
+    rc, _, err = vidcolor(capsys, src, "-o", dst, "--codec", "ffv1", "--quiet")
+    assert rc == 1 and "already exists" in err and dst.read_bytes() == b"old"
+    rc, _, err = vidcolor(capsys, src, "-o", dst, "--codec", "ffv1", "--quiet", "--overwrite")
+    assert rc == 0, err
+    assert len(probe(dst).pts) == 12
+    assert partials(tmp_path) == []
+
+
+def test_failure_during_the_run_leaves_no_temporary_file(capsys, media, tmp_path):
+    """Input and output are fine, but the window holds no frame: the output was begun."""
+    src = media("cli.mkv", audio="aac")
+    rc, _, err = vidcolor(capsys, src, "-o", tmp_path / "out.mkv", "--start", "30", "--quiet")
+    assert rc == 1 and "no video frame" in err and str(src) in err
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------
+# interruption: a real process and real signals
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("long") / "long.mkv"
+    return make_video(path, codec="libx264", size=(320, 240), frames=400, rate=25, audio="aac",
+                      options={"preset": "ultrafast"})
+
+
+def _start(src, dst, cwd):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "vidcolor", str(src), "-o", str(dst), "--device", "cpu"],
+                            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    chunks: list[bytes] = []
+
+    def pump():
+        for chunk in iter(lambda: proc.stderr.read1(4096), b""):
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    return proc, chunks, reader
+
+
+def _wait_for_progress(proc, chunks, timeout=90) -> None:
+    """Until the progress bar shows at least one colorized frame."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if re.search(rb"\b[1-9]\d*/\d+ \[", b"".join(chunks)):
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"vidcolor exited early ({proc.returncode}): {b''.join(chunks).decode()}")
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("no progress within the time limit")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_signal_removes_partial_output(long_video, tmp_path, sig, code):
+    before = sha256(long_video)
+    dst = tmp_path / "out.mkv"
+    proc, chunks, reader = _start(long_video, dst, tmp_path)
+    try:
+        _wait_for_progress(proc, chunks)
+        # While it runs: only the temporary name exists.
+        assert not dst.exists()
+        assert len(partials(tmp_path)) == 1
+        proc.send_signal(sig)
+        rc = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(timeout=5)
+    err = b"".join(chunks).decode(errors="replace")
+    assert rc == code, err
+    assert "Traceback" not in err
+    assert err.rstrip().splitlines()[-1].endswith(
+        f"vidcolor: interrupted ({sig.name}); the partial output was removed")
+    assert list(tmp_path.iterdir()) == []
+    assert sha256(long_video) == before
