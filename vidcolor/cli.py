@@ -40,7 +40,7 @@ def colorize_parser() -> argparse.ArgumentParser:
         prog="vidcolor",
         description="Colorize a grayscale video or image. Other commands: "
                     "vidcolor models | train | eval | data (each with --help).")
-    p.add_argument("input", help="video or image file")
+    p.add_argument("input", help="video or image file, or - for a YUV4MPEG2 pipe (with -o -)")
     p.add_argument("-o", "--output", help="output file (default: INPUT-stem.colorized.EXT beside the input)")
     _add_model_args(p)
     p.add_argument("--codec", default="libx264", help="libx264 (default), libx265, prores_ks, ffv1, ...")
@@ -86,6 +86,16 @@ def run_colorize(argv) -> int:
     from .stills import colorize_image, is_image, preview_sheet
 
     args = colorize_parser().parse_args(argv)
+    if args.input == "-":  # a YUV4MPEG2 pipe: stdin -> stdout
+        if args.output not in (None, "-"):
+            raise InvalidInput("`vidcolor -` reads YUV4MPEG2 on standard input and writes it on standard output; "
+                               "use `vidcolor - -o -`")
+        from .y4m import colorize_y4m
+
+        colorizer = Colorizer(args.model, args.weights, _runtime(args))
+        n = colorize_y4m(sys.stdin.buffer, sys.stdout.buffer, colorizer, progress=not args.quiet)
+        _say(args, f"wrote {n} frames of YUV4MPEG2 to standard output")
+        return 0
     src = pathlib.Path(args.input)
     image = is_image(src)
     dst = pathlib.Path(args.output) if args.output else default_output(src, bool(args.preview), image)

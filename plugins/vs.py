@@ -1,0 +1,426 @@
+"""The VapourSynth filter: a thin adapter over `vidcolor.colorizer.Colorizer`.
+
+Frames are colorized in fixed blocks of ``batch`` consecutive frames
+(0..B-1, B..2B-1, ...). Whichever VapourSynth thread first asks for a frame of
+a block runs the model once on the whole block; the threads asking for the
+block's other frames wait for it and take their frame from the block's result.
+The block's frames reach the filter through B helper clips (clip ``i`` shows,
+at frame n, source frame ``n // B * B + i``), so VapourSynth fetches them with
+its own threads and caches; no nested ``get_frame`` is needed. One model call
+runs at a time per loaded model (a lock); the blocks never depend on the
+request order or the thread count, so the output is identical whether frames
+are asked for in order, backwards, at random or from many threads.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import sys
+import threading
+
+import numpy as np
+import torch
+import vapoursynth as vs
+
+from vidcolor import color
+from vidcolor.errors import VidcolorError
+from vidcolor.planes import MATRIX_CODES, MATRIX_OF_NAME, chroma_codes, default_matrix, luma_unit, unit_codes
+
+NAME = "vidcolor.colorize"
+MODEL_PROP = "vidcolor_Model"
+core = vs.core
+
+# _Primaries / _Transfer given to frames that have none, by the matrix used.
+_DEFAULT_TAGS = {"bt709": (1, 1), "bt601": (6, 6), "bt2020": (9, 14)}
+_MAX_PENDING_BLOCKS = 8
+
+
+def _error(msg: str) -> vs.Error:
+    return vs.Error(f"{NAME}: {msg}")
+
+
+def _vs_wording(msg: str) -> str:
+    """The engine's CLI wording (``--weights FILE``) as this function's arguments."""
+    for opt in ("weights", "device", "dtype", "model", "batch"):
+        msg = msg.replace(f"--{opt} FILE", f"{opt}=FILE").replace(f"--{opt}", f"{opt}=")
+    return msg.replace("= ", "=")
+
+
+# --------------------------------------------------------------------------
+# models: loaded once per (model, weights, device, dtype, batch), shared by every call
+# --------------------------------------------------------------------------
+
+_models: dict[tuple, tuple[object, threading.Lock]] = {}
+_models_lock = threading.Lock()
+
+
+def _load(model: str, weights, device: str, dtype, batch: int):
+    from vidcolor.colorizer import Colorizer
+    from vidcolor.runtime import Runtime
+
+    key = (model, None if weights is None else os.fspath(weights), device, dtype, batch)
+    with _models_lock:
+        if key not in _models:
+            # vspipe writes the video to stdout: anything a loader prints goes to stderr.
+            with contextlib.redirect_stdout(sys.stderr):
+                runtime = Runtime(device=device, dtype=dtype, batch=batch)
+                runtime.torch_device  # noqa: B018 - validates device= now, not at the first frame
+                runtime.autocast_dtype  # noqa: B018 - validates dtype=
+                _models[key] = (Colorizer(model, weights, runtime), threading.Lock())
+        return _models[key]
+
+
+# --------------------------------------------------------------------------
+# per-frame colour facts
+# --------------------------------------------------------------------------
+
+
+def _full_range(props, fmt: vs.VideoFormat) -> bool:
+    if fmt.sample_type == vs.FLOAT or fmt.color_family == vs.RGB:
+        return True
+    if "_Range" in props:
+        return int(props["_Range"]) == int(vs.RANGE_FULL)
+    return False  # VapourSynth's (zimg's) default for YUV and GRAY
+
+
+def _matrix(props, height: int) -> str:
+    return MATRIX_CODES.get(int(props.get("_Matrix", 2)), default_matrix(height))
+
+
+def _set_props(fout: vs.VideoFrame, src_props, matrix: str, rgb: bool, full: bool, model: str,
+               copy_props: bool) -> None:
+    props = fout.props
+    if copy_props:
+        for k, v in src_props.items():
+            props[k] = v
+    if rgb:
+        props["_Matrix"] = 0
+        if "_ChromaLocation" in props:
+            del props["_ChromaLocation"]
+    elif int(src_props.get("_Matrix", 2)) not in MATRIX_CODES:
+        props["_Matrix"] = MATRIX_OF_NAME[matrix]
+    prim, trc = _DEFAULT_TAGS[matrix]
+    if int(src_props.get("_Primaries", 2)) == 2:
+        props["_Primaries"] = prim
+    if int(src_props.get("_Transfer", 2)) == 2:
+        props["_Transfer"] = trc
+    # R74+ reads and writes the old _ColorRange as an alias of _Range: setting _Range is enough.
+    props["_Range"] = vs.RANGE_FULL if full else vs.RANGE_LIMITED
+    props[MODEL_PROP] = model
+
+
+# --------------------------------------------------------------------------
+# the block computation
+# --------------------------------------------------------------------------
+
+
+class _Blocks:
+    """Results of fixed blocks of frames, computed once whatever thread asks first."""
+
+    class _Block:
+        __slots__ = ("done", "result", "error", "taken", "size")
+
+        def __init__(self, size):
+            self.done, self.result, self.error, self.taken, self.size = threading.Event(), None, None, set(), size
+
+    def __init__(self, compute):
+        self.compute = compute
+        self.lock = threading.Lock()
+        self.blocks: collections.OrderedDict[int, _Blocks._Block] = collections.OrderedDict()
+
+    def get(self, b: int, i: int, size: int, frames):
+        with self.lock:
+            blk = self.blocks.get(b)
+            leader = blk is None
+            if leader:
+                blk = self.blocks[b] = self._Block(size)
+                # Bound memory when frames are requested and never all taken (random access):
+                # drop the oldest finished blocks; a later request recomputes them, identically.
+                while len(self.blocks) > _MAX_PENDING_BLOCKS:
+                    old = next(iter(self.blocks))
+                    if not self.blocks[old].done.is_set():
+                        break
+                    del self.blocks[old]
+        if leader:
+            try:
+                blk.result = self.compute(b, frames[:size])
+            except BaseException as exc:  # noqa: BLE001 - every waiter re-raises it
+                blk.error = exc
+            finally:
+                blk.done.set()
+        else:
+            blk.done.wait()
+        with self.lock:
+            blk.taken.add(i)
+            if (blk.error is not None or len(blk.taken) == blk.size) and self.blocks.get(b) is blk:
+                del self.blocks[b]
+        if blk.error is not None:
+            raise blk.error
+        return blk.result[i]
+
+
+class _Filter:
+    """The colorize() node's state: how to read, run and write one block."""
+
+    def __init__(self, colorizer, model_lock, src: vs.VideoNode, out_fmt: vs.VideoFormat, name: str, batch: int):
+        self.colorizer, self.model_lock, self.src, self.name = colorizer, model_lock, src, name
+        self.fin, self.fout = src.format, out_fmt
+        self.batch = batch
+        self.blocks = _Blocks(self._compute)
+        self.started: collections.deque[int] = collections.deque(maxlen=4)  # blocks whose model run began
+
+    def _prefetch(self, b: int) -> None:
+        """Called as block b's model run starts: on sequential access, ask VapourSynth for the
+        source frames of block b+1 now, so that decoding and the filters before this one run in
+        other threads while the model is busy. Only source frames are asked for (never this
+        filter's own), so at most one block is fetched ahead, and the results do not change."""
+        sequential = b - 1 in self.started
+        self.started.append(b)
+        first = (b + 1) * self.batch
+        if sequential and first < self.src.num_frames:
+            for k in range(first, min(first + self.batch, self.src.num_frames)):
+                self.src.get_frame_async(k).add_done_callback(_swallow)
+
+    # Inputs: luma (and RGB) tensors in 0..1 ------------------------------------------------
+    def _luma(self, frames, full: bool) -> torch.Tensor:
+        fmt = self.fin
+        planes = np.stack([np.asarray(f[0]) for f in frames])
+        if fmt.sample_type == vs.FLOAT:
+            return torch.from_numpy(planes.astype(np.float32))[:, None].clamp_(0.0, 1.0)
+        return luma_unit(planes, fmt.bits_per_sample, full)
+
+    def _rgb(self, frames) -> torch.Tensor:
+        fmt = self.fin
+        rgb = np.stack([np.stack([np.asarray(f[p]) for p in range(3)]) for f in frames]).astype(np.float32)
+        rgb = torch.from_numpy(rgb)
+        if fmt.sample_type == vs.INTEGER:
+            rgb /= (1 << fmt.bits_per_sample) - 1
+        return rgb.clamp_(0.0, 1.0)
+
+    def _chroma(self, b: int, y: torch.Tensor, size, matrix: str) -> torch.Tensor:
+        with self.model_lock:
+            if b not in self.started:
+                self._prefetch(b)
+            return self.colorizer.chroma(y, size, matrix)
+
+    def _out_planes(self, x: torch.Tensor, full: bool, chroma: bool) -> np.ndarray:
+        fmt = self.fout
+        if fmt.sample_type == vs.FLOAT:
+            dt = np.float16 if fmt.bits_per_sample == 16 else np.float32
+            return x.float().cpu().numpy().astype(dt)
+        if chroma:
+            return chroma_codes(x, fmt.bits_per_sample, full)
+        return unit_codes(x, fmt.bits_per_sample)
+
+    # One block: list of source frames -> list of per-frame (planes, matrix, full) --------
+    def _compute(self, b: int, frames):
+        fin, fout = self.fin, self.fout
+        h, w = self.src.height, self.src.width
+        groups: dict[tuple[str, bool], list[int]] = {}
+        for k, f in enumerate(frames):
+            key = (_matrix(f.props, h), _full_range(f.props, fin))
+            groups.setdefault(key, []).append(k)
+        result: list = [None] * len(frames)
+        for (matrix, full), idx in groups.items():
+            sel = [frames[k] for k in idx]
+            if fout.color_family == vs.YUV:  # YUV -> YUV, GRAY -> YUV444: Y is kept
+                y = self._luma(sel, full)
+                size = (h >> fout.subsampling_h, w >> fout.subsampling_w)
+                planes = self._out_planes(self._chroma(b, y, size, matrix), full, chroma=True)
+            else:  # GRAY -> RGB, RGB -> RGB: the new RGB has the luma of the old
+                if fin.color_family == vs.RGB:
+                    rgb = self._rgb(sel)
+                    y = color.luma(rgb, matrix)
+                else:
+                    y = self._luma(sel, full)
+                cbcr = self._chroma(b, y, (h, w), matrix)
+                out = color.ycbcr_to_rgb(y.to(cbcr.device), cbcr, matrix)
+                planes = self._out_planes(out, True, chroma=False)
+            for j, k in enumerate(idx):
+                result[k] = (planes[j], matrix, full)
+        return result
+
+    # The ModifyFrame selector ----------------------------------------------------------------
+    def select(self, n: int, f):
+        frames = f if isinstance(f, list) else [f]
+        blank = None
+        if self.fout.color_family != self.fin.color_family:
+            blank, frames = frames[0], frames[1:]
+        b, i = divmod(n, self.batch)
+        size = min(self.batch, self.src.num_frames - b * self.batch)
+        planes, matrix, full = self.blocks.get(b, i, size, frames)
+        src = frames[i]
+        first = 1 if self.fout.color_family == vs.YUV else 0  # YUV: Y is the input's
+        fout = src.copy() if blank is None else blank.copy()
+        if blank is not None and first:  # GRAY -> YUV
+            np.copyto(np.asarray(fout[0]), np.asarray(src[0]))
+        for p, plane in enumerate(planes, start=first):
+            np.copyto(np.asarray(fout[p]), plane)
+        rgb = self.fout.color_family == vs.RGB
+        _set_props(fout, src.props, matrix, rgb, True if rgb else full, self.name, copy_props=blank is not None)
+        return fout
+
+
+def _swallow(fut) -> None:
+    fut.exception()  # a prefetch's error shows again when the frame itself is asked for
+
+
+def _block_clips(src: vs.VideoNode, batch: int) -> list[vs.VideoNode]:
+    """Clip i shows, at frame n, source frame n // batch * batch + i (the last frame past the end)."""
+    n = src.num_frames
+    clips = []
+    for i in range(min(batch, n)):
+        c = src.std.SelectEvery(cycle=batch, offsets=i, modify_duration=False)
+        if batch > 1:
+            c = core.std.Interleave([c] * batch, modify_duration=False)
+        if c.num_frames < n:
+            c = c + c[-1] * (n - c.num_frames)
+        clips.append(c[:n])
+    return clips
+
+
+# --------------------------------------------------------------------------
+# the public function
+# --------------------------------------------------------------------------
+
+
+def _same_sample_type(family, fmt: vs.VideoFormat, ss=(0, 0)) -> vs.VideoFormat:
+    return core.query_video_format(family, fmt.sample_type, fmt.bits_per_sample, *ss)
+
+
+def _resolve_output(fin: vs.VideoFormat, output) -> tuple[vs.VideoFormat, vs.VideoFormat | None]:
+    """(native output format the filter writes, final format to convert to or None)."""
+    if fin.color_family == vs.RGB:
+        native = fin
+    elif fin.color_family == vs.YUV:
+        native = fin
+    else:  # GRAY: RGB by default, YUV 4:4:4 (Y kept) when YUV is asked for
+        native = _same_sample_type(vs.RGB, fin)
+    if output is None:
+        return native, None
+    if isinstance(output, str):
+        want = output.lower()
+        if want not in ("rgb", "yuv"):
+            raise _error(f"output={output!r}: use None (the input's family), 'rgb', 'yuv' or a VapourSynth "
+                         "format such as vs.YUV420P10")
+        family = vs.RGB if want == "rgb" else vs.YUV
+        if fin.color_family == vs.GRAY:
+            native = _same_sample_type(family, fin)
+            return native, None
+        if family == fin.color_family:
+            return native, None
+        return native, _same_sample_type(family, fin)
+    try:
+        final = core.get_video_format(output)
+    except (vs.Error, TypeError, ValueError):
+        raise _error(f"output={output!r} is not a VapourSynth format; pass e.g. vs.YUV420P8, vs.RGB24, "
+                     "'rgb' or 'yuv'") from None
+    if final.color_family not in (vs.RGB, vs.YUV):
+        raise _error(f"output={final.name}: choose a YUV or RGB format (a gray output would drop the colour)")
+    if fin.color_family == vs.GRAY:
+        native = _same_sample_type(final.color_family, fin)
+    return native, (None if final.id == native.id else final)
+
+
+def _check_input(clip) -> None:
+    if not isinstance(clip, vs.VideoNode):
+        raise _error(f"clip must be a VideoNode, not {type(clip).__name__}; pass e.g. core.bs.VideoSource('film.mkv')")
+    fmt = clip.format
+    if fmt is None or fmt.color_family == vs.UNDEFINED:
+        raise _error("the clip has a variable format; convert it to one format first, e.g. "
+                     "core.resize.Bicubic(clip, format=vs.YUV420P8)")
+    if clip.width == 0 or clip.height == 0:
+        raise _error("the clip has a variable frame size; give it one size first, e.g. "
+                     "core.resize.Bicubic(clip, width=1920, height=1080)")
+    if fmt.color_family not in (vs.GRAY, vs.YUV, vs.RGB):
+        raise _error(f"{fmt.name}: unsupported colour family; convert to GRAY, YUV or RGB first")
+    if fmt.sample_type == vs.INTEGER and not 8 <= fmt.bits_per_sample <= 16:
+        raise _error(f"{fmt.name}: integer samples of {fmt.bits_per_sample} bits are not supported; "
+                     "convert to 8..16 bits, e.g. core.resize.Point(clip, format=vs.YUV420P16)")
+    if fmt.sample_type == vs.FLOAT and fmt.bits_per_sample not in (16, 32):
+        raise _error(f"{fmt.name}: use half (16-bit) or single (32-bit) float samples")
+    if fmt.color_family == vs.RGB and (fmt.subsampling_w or fmt.subsampling_h):
+        raise _error(f"{fmt.name}: subsampled RGB is not supported")
+    if clip.num_frames < 1:
+        raise _error("the clip has no frames")
+
+
+def colorize(clip: vs.VideoNode, model: str = "zhang2016", weights: str | os.PathLike | None = None,
+             device: str = "auto", dtype: str | None = None, batch: int | None = None, temporal=None,
+             hints=None, output=None) -> vs.VideoNode:
+    """Colorize a grayscale (or faded) clip with a vidcolor model.
+
+    Only the luminance of the input is read: Y of a YUV clip, the samples of a
+    GRAY clip, or the luma of an RGB clip computed with the clip's matrix
+    (``_Matrix``; BT.709 from 720 lines up and BT.601 below when untagged).
+    A YUV clip keeps its Y plane bit for bit and gets new chroma in its own
+    subsampling; an RGB clip gets RGB with the same luma. Frame properties are
+    kept; ``_Matrix``, ``_Primaries``, ``_Transfer`` and ``_Range`` (H.273
+    numbering: ``vs.RANGE_FULL`` = 1, ``vs.RANGE_LIMITED`` = 0) are set to
+    describe the output, and ``vidcolor_Model`` names the model.
+
+    :param clip: GRAY (8..16-bit integer, half or single float), YUV (any
+        subsampling, 8..16-bit integer, half or single float) or RGB (8..16-bit
+        integer e.g. RGB24/RGB48, half or single float). Constant format and size.
+        Integer GRAY/YUV is limited range unless its ``_Range`` says full.
+    :param model: name of a registered model (``vidcolor models`` lists them).
+    :param weights: path of a ``.safetensors`` or PyTorch ``state_dict`` file;
+        None uses the weights shipped with the model.
+    :param device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda[:N]"``.
+    :param dtype: ``"float32"``, ``"float16"`` or ``"bfloat16"``; None is float16
+        autocast on CUDA and float32 on CPU.
+    :param batch: frames per model call (default 8). The clip is colorized in
+        fixed blocks of this many consecutive frames, each computed once,
+        whatever the order or the threads that request them: the output does
+        not depend on ``core.num_threads``.
+    :param temporal: reserved for temporal models and stabilization; not
+        available yet, leave it None.
+    :param hints: reserved for user colour hints; not available yet, leave it None.
+    :param output: the output format: None gives the input's family (RGB of the
+        same sample type for GRAY input), ``"rgb"`` or ``"yuv"`` choose the
+        family (YUV 4:4:4 for GRAY or RGB input), or a VapourSynth format
+        (e.g. ``vs.YUV420P10``), reached with ``core.resize`` after colorizing.
+    :return: the colorized clip, same length, size and frame rate.
+    """
+    _check_input(clip)
+    if temporal is not None:
+        raise _error("temporal=... is not available yet: temporal models and stabilization are not built; "
+                     "leave temporal=None")
+    if hints is not None:
+        raise _error("hints=... is not available yet; leave hints=None")
+    if batch is not None and (not isinstance(batch, int) or batch < 1):
+        raise _error(f"batch={batch!r}: give a whole number of frames >= 1, e.g. batch=8")
+    if not isinstance(device, str):
+        raise _error(f"device={device!r}: use 'auto', 'cpu' or 'cuda[:N]'")
+    native, final = _resolve_output(clip.format, output)
+    try:
+        from vidcolor.runtime import Runtime
+
+        colorizer, model_lock = _load(model, weights, device, dtype, batch or Runtime.batch)
+    except VidcolorError as exc:
+        raise _error(_vs_wording(str(exc))) from None
+    b = colorizer.runtime.batch
+    filt = _Filter(colorizer, model_lock, clip, native, model, b)
+    clips = _block_clips(clip, b)
+    if native.id == clip.format.id:
+        base = clip
+    else:
+        base = core.std.BlankClip(clip, format=native.id, keep=True)
+        clips = [base] + clips
+    out = core.std.ModifyFrame(base, clips, filt.select)
+    if final is not None:
+        out = _convert(out, final, clip)
+    return out
+
+
+def _convert(out: vs.VideoNode, final: vs.VideoFormat, src: vs.VideoNode) -> vs.VideoNode:
+    """``core.resize`` to ``final``, reading the matrix and range the filter wrote in each frame."""
+    if not (final.color_family == vs.YUV and out.format.color_family == vs.RGB):
+        return out.resize.Bicubic(format=final.id)
+    # RGB -> YUV needs a matrix: the one each frame's luma was read with (the source frame's).
+    rng = vs.RANGE_LIMITED if final.sample_type == vs.INTEGER else vs.RANGE_FULL
+    nodes = {name: out.resize.Bicubic(format=final.id, matrix=code, range=rng)
+             for name, code in MATRIX_OF_NAME.items()}
+    return core.std.FrameEval(nodes["bt709"], lambda n, f: nodes[_matrix(f.props, src.height)], prop_src=src)

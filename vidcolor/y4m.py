@@ -1,0 +1,222 @@
+"""Colorize a YUV4MPEG2 (y4m) stream: the `vidcolor - -o -` pipe for editors and ffmpeg.
+
+``ffmpeg -i in.mkv -f yuv4mpegpipe - | vidcolor - -o - | ffmpeg -i - out.mkv``
+
+The output has the input's header, token for token (size, frame rate,
+interlacing, pixel aspect, XCOLORRANGE and every other X tag), and each
+frame's FRAME line; the luma plane (and the alpha plane of ``C444alpha``) is
+copied byte for byte, only Cb and Cr are new. Streaming: a few frames (the
+runtime's batch) are held at a time, whatever the length of the stream.
+
+Colour spaces read: ``C420jpeg``, ``C420paldv``, ``C420mpeg2``, ``C420``
+(and no C tag, which means 420jpeg), ``C411``, ``C422``, ``C444``,
+``C444alpha``, ``Cmono`` and the high-bit-depth ``C420pN``, ``C422pN``,
+``C444pN``, ``CmonoN`` (N = 9..16, little-endian samples, as ffmpeg writes them).
+
+A grayscale (``Cmono*``) stream has no chroma planes to fill, so it comes out
+as 4:2:0 of the same bit depth (``C420jpeg`` for 8 bits, ``C420pN`` above):
+what every encoder takes, with the luma kept exact. ffmpeg tags gray as full
+range (``XCOLORRANGE=FULL``); a mono stream without the tag is read as full
+range too, and the output gets ``XCOLORRANGE=FULL`` so that readers decode its
+luma as the input's. A YUV stream without the tag is limited range, the
+YUV4MPEG2 default, and its header is left as it was.
+
+The matrix of the new chroma is BT.709 for frames of 720 lines and more,
+BT.601 below, as the CLI engine assumes for untagged video (y4m carries no
+matrix tag).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import BinaryIO
+
+import numpy as np
+
+from .errors import InvalidInput, TruncatedInput, UnsupportedFormat
+from .planes import code_dtype, colorize_codes, default_matrix
+
+MAGIC = b"YUV4MPEG2"
+_HEADER_LIMIT = 4096
+_FRAME_LIMIT = 1024
+_HINT = "pipe one in with `ffmpeg -i INPUT -f yuv4mpegpipe -`"
+
+# C tag -> (horizontal, vertical) chroma subsampling; None for mono.
+_SUBSAMPLING = {"420": (2, 2), "420jpeg": (2, 2), "420paldv": (2, 2), "420mpeg2": (2, 2),
+                "411": (4, 1), "422": (2, 1), "444": (1, 1), "444alpha": (1, 1), "mono": None}
+_HIGH = re.compile(r"^(420|422|444|mono)(?:p)?(9|1[0-6])$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Y4MFormat:
+    """What the C tag says about the planes of each frame."""
+
+    tag: str
+    bits: int
+    #: (horizontal, vertical) subsampling of Cb/Cr; None for mono.
+    subsampling: tuple[int, int] | None
+    alpha: bool = False
+
+    @classmethod
+    def parse(cls, tag: str | None) -> Y4MFormat:
+        tag = tag or "420jpeg"
+        if tag in _SUBSAMPLING:
+            return cls(tag, 8, _SUBSAMPLING[tag], tag == "444alpha")
+        m = _HIGH.match(tag)
+        if m and (m.group(1) == "mono" or "p" in tag):
+            base = m.group(1)
+            return cls(tag, int(m.group(2)), _SUBSAMPLING["420" if base == "420" else base])
+        raise UnsupportedFormat(
+            f"y4m colour space C{tag} is not supported; use 420jpeg, 420mpeg2, 420paldv, 411, 422, 444, "
+            "444alpha, mono or their 9..16-bit variants (e.g. 420p10), e.g. `ffmpeg ... -pix_fmt yuv420p "
+            "-f yuv4mpegpipe -`")
+
+    @property
+    def mono(self) -> bool:
+        return self.subsampling is None
+
+    @property
+    def itemsize(self) -> int:
+        return 2 if self.bits > 8 else 1
+
+    def output(self) -> Y4MFormat:
+        """The output's format: the input's, except mono, which becomes 4:2:0."""
+        if not self.mono:
+            return self
+        return Y4MFormat("420jpeg" if self.bits == 8 else f"420p{self.bits}", self.bits, (2, 2))
+
+    def chroma_shape(self, width: int, height: int) -> tuple[int, int]:
+        sw, sh = self.subsampling
+        return -(-height // sh), -(-width // sw)
+
+
+@dataclasses.dataclass
+class Y4MHeader:
+    tokens: list[str]  # after the magic, in order
+    width: int
+    height: int
+    fmt: Y4MFormat
+    full_range: bool
+
+    @classmethod
+    def parse(cls, line: bytes) -> Y4MHeader:
+        try:
+            text = line.decode("ascii").rstrip("\n")
+        except UnicodeDecodeError:
+            raise InvalidInput(f"the y4m header is not ASCII text; {_HINT}") from None
+        tokens = text.split(" ")[1:]
+        fields = {t[0]: t[1:] for t in tokens if t}
+        try:
+            width, height = int(fields["W"]), int(fields["H"])
+        except (KeyError, ValueError):
+            raise InvalidInput(f"the y4m header {text!r} has no valid W and H tags; {_HINT}") from None
+        if width <= 0 or height <= 0:
+            raise InvalidInput(f"the y4m header gives a size of {width}x{height}; {_HINT}")
+        fmt = Y4MFormat.parse(fields.get("C"))
+        rng = next((t.split("=", 1)[1].upper() for t in tokens if t.startswith("XCOLORRANGE=")), None)
+        full = rng == "FULL" if rng else fmt.mono
+        return cls(tokens, width, height, fmt, full)
+
+    def output_line(self) -> bytes:
+        """The header to write: the input's, with C (and XYSCSS) changed for mono input."""
+        tokens = list(self.tokens)
+        if self.fmt.mono:
+            out = self.fmt.output()
+            tokens = [f"C{out.tag}" if t.startswith("C") else
+                      f"XYSCSS={out.tag.upper()}" if t.startswith("XYSCSS=") else t for t in tokens]
+            if not any(t.startswith("XCOLORRANGE=") for t in tokens):
+                tokens.append("XCOLORRANGE=FULL" if self.full_range else "XCOLORRANGE=LIMITED")
+        return " ".join([MAGIC.decode()] + tokens).encode("ascii") + b"\n"
+
+
+def read_header(infile: BinaryIO) -> Y4MHeader:
+    line = infile.readline(_HEADER_LIMIT)
+    if not line:
+        raise InvalidInput(f"the input is empty: no YUV4MPEG2 stream; {_HINT}")
+    if not line.startswith(MAGIC + b" ") or not line.endswith(b"\n"):
+        start = line[:16]
+        raise InvalidInput(f"the input is not a YUV4MPEG2 stream (it starts with {start!r}); {_HINT}")
+    return Y4MHeader.parse(line)
+
+
+def _read_exact(infile: BinaryIO, n: int) -> bytes:
+    chunks, got = [], 0
+    while got < n:
+        chunk = infile.read(n - got)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def colorize_y4m(infile: BinaryIO, outfile: BinaryIO, colorizer, *, progress: bool = False) -> int:
+    """Colorize the YUV4MPEG2 stream ``infile`` into ``outfile``; returns the number of frames.
+
+    Raises ``InvalidInput`` for a stream that is not y4m, ``UnsupportedFormat``
+    for a colour space it cannot hold, and ``TruncatedInput`` (after writing
+    every complete frame) when the stream ends inside a frame.
+    """
+    from tqdm import tqdm
+
+    head = read_header(infile)
+    fmt, out_fmt = head.fmt, head.fmt.output()
+    w, h, bits = head.width, head.height, fmt.bits
+    dtype = np.dtype(code_dtype(bits)).newbyteorder("<")
+    luma_bytes = w * h * fmt.itemsize
+    if fmt.mono:
+        chroma_bytes = 0
+    else:
+        ch, cw = fmt.chroma_shape(w, h)
+        chroma_bytes = 2 * ch * cw * fmt.itemsize
+    alpha_bytes = luma_bytes if fmt.alpha else 0
+    frame_bytes = luma_bytes + chroma_bytes + alpha_bytes
+    chroma_size = out_fmt.chroma_shape(w, h)
+    matrix = default_matrix(h)
+    batch = max(1, int(getattr(colorizer.runtime, "batch", 8) or 1))
+
+    outfile.write(head.output_line())
+    bar = tqdm(disable=not progress, unit="frame", dynamic_ncols=True, desc="y4m", leave=False)
+    pending: list[tuple[bytes, bytes]] = []
+    done = 0
+
+    def flush():
+        nonlocal done
+        if not pending:
+            return
+        y = np.stack([np.frombuffer(data, dtype, w * h).reshape(h, w) for _, data in pending])
+        codes = colorize_codes(colorizer, y, chroma_size, bits, head.full_range, matrix).astype(dtype, copy=False)
+        for (line, data), c in zip(pending, codes):
+            outfile.write(line)
+            outfile.write(data[:luma_bytes])
+            outfile.write(c.tobytes())
+            if alpha_bytes:
+                outfile.write(data[luma_bytes + chroma_bytes:])
+        outfile.flush()
+        done += len(pending)
+        bar.update(len(pending))
+        pending.clear()
+
+    try:
+        while True:
+            line = infile.readline(_FRAME_LIMIT)
+            if not line:
+                break
+            if not line.startswith(b"FRAME") or not line.endswith(b"\n") or line[5:6] not in (b"\n", b" "):
+                flush()
+                raise InvalidInput(f"y4m frame {done + len(pending)} does not start with a FRAME line "
+                                   f"(found {line[:16]!r}): the stream is corrupt or its header's size "
+                                   f"or C tag is wrong")
+            data = _read_exact(infile, frame_bytes)
+            if len(data) < frame_bytes:
+                flush()
+                raise TruncatedInput(f"the y4m stream ends inside frame {done} ({len(data)} of {frame_bytes} "
+                                     f"bytes); the {done} frames before it were written")
+            pending.append((line, data))
+            if len(pending) >= batch:
+                flush()
+        flush()
+    finally:
+        bar.close()
+    return done
