@@ -58,3 +58,4 @@ def list_models() -> list[str]:
 # Importing the network modules registers them.
 from . import zhang2016  # noqa: E402,F401
 from . import eccv16, siggraph17  # noqa: E402,F401
+from . import cheng2015, iizuka2016, koalarization, larsson2016, semantic_unet  # noqa: E402,F401
