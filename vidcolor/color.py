@@ -93,17 +93,29 @@ def rgb_to_chroma(rgb: torch.Tensor, matrix: str = "bt601") -> torch.Tensor:
     return torch.cat(((b.unsqueeze(-3) - y) / (2 * (1 - kb)), (r.unsqueeze(-3) - y) / (2 * (1 - kr))), dim=-3)
 
 
-def ycbcr_to_rgb(y: torch.Tensor, cbcr: torch.Tensor, matrix: str = "bt601") -> torch.Tensor:
-    """RGB of luma and chroma. A colour outside the RGB cube keeps its luma and
-    gives up saturation: clipping channel by channel would shift its brightness
-    by several levels, and the luma is the one thing that must survive."""
+def _chroma_offsets(cbcr: torch.Tensor, matrix: str) -> torch.Tensor:
+    """R', G', B' minus luma for the given chroma."""
     kr, kb = MATRICES[matrix]
     cb, cr = cbcr.unbind(-3)
     dr, db = 2 * (1 - kr) * cr, 2 * (1 - kb) * cb
-    d = torch.stack((dr, -(kr * dr + kb * db) / (1 - kr - kb), db), dim=-3)  # RGB minus luma
+    return torch.stack((dr, -(kr * dr + kb * db) / (1 - kr - kb), db), dim=-3)
+
+
+def fit_chroma(y: torch.Tensor, cbcr: torch.Tensor, matrix: str = "bt601") -> torch.Tensor:
+    """Chroma scaled down, per pixel, until luma + chroma is a displayable RGB colour.
+
+    Near black or white only faint colours exist; chroma beyond them is clipped
+    by the player channel by channel, which shifts hue and brightness (the
+    violet and red casts of dark areas). Scaling keeps the hue and the luma.
+    """
+    d = _chroma_offsets(cbcr, matrix)
     room = torch.where(d > 0, (1 - y) / d.clamp(min=1e-12), y / (-d).clamp(min=1e-12))
-    scale = room.amin(dim=-3, keepdim=True).clamp(0, 1)
-    return (y + scale * d).clamp(0.0, 1.0)
+    return cbcr * room.amin(dim=-3, keepdim=True).clamp(0, 1)
+
+
+def ycbcr_to_rgb(y: torch.Tensor, cbcr: torch.Tensor, matrix: str = "bt601") -> torch.Tensor:
+    """RGB of luma and chroma; chroma out of gamut gives up saturation, never luma."""
+    return (y + _chroma_offsets(fit_chroma(y, cbcr, matrix), matrix)).clamp(0.0, 1.0)
 
 
 def chroma_for_luma(y: torch.Tensor, ab: torch.Tensor, matrix: str = "bt601") -> torch.Tensor:
@@ -114,7 +126,7 @@ def chroma_for_luma(y: torch.Tensor, ab: torch.Tensor, matrix: str = "bt601") ->
     kept: the luma plane of the output stays the input's, bit for bit.
     """
     rgb = lab_to_rgb(torch.cat((gray_to_l(y), ab), dim=-3))
-    return rgb_to_chroma(rgb, matrix)
+    return fit_chroma(y, rgb_to_chroma(rgb, matrix), matrix)
 
 
 @functools.lru_cache(maxsize=None)
