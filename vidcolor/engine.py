@@ -24,9 +24,9 @@ import torch
 
 from .colorizer import Colorizer
 from .errors import InvalidInput, OutputError, TruncatedInput, UnsupportedFormat
+from .planes import MATRIX_CODES, colorize_codes, default_matrix
 
 # libavutil's colour tags (H.273 numbering), as PyAV exposes them.
-_CS_TO_MATRIX = {1: "bt709", 5: "bt601", 6: "bt601", 9: "bt2020", 10: "bt2020"}
 _HD = {"colorspace": 1, "color_primaries": 1, "color_trc": 1}
 _SD = {"colorspace": 6, "color_primaries": 6, "color_trc": 6}
 _RANGE_LIMITED, _RANGE_FULL = 1, 2
@@ -48,6 +48,10 @@ class EncodeOptions:
     pix_fmt: str | None = None
     start: float | None = None
     duration: float | None = None
+    #: The input time (seconds, counted like --start) that becomes 0 in the output;
+    #: None: --start. `vidcolor batch --segments` writes each segment on the whole
+    #: film's clock (0 or the film's --start) so the segments join without retiming.
+    timestamps_from: float | None = None
 
 
 @dataclasses.dataclass
@@ -146,7 +150,7 @@ def _layout(stream: av.video.stream.VideoStream, first: av.VideoFrame, pix_fmt: 
         value = int(getattr(first, key) or getattr(ctx, key) or 2)
         if value not in (0, 2):  # 2 = unspecified
             tags[key] = value
-    matrix = _CS_TO_MATRIX.get(tags["colorspace"], "bt709" if hd else "bt601")
+    matrix = MATRIX_CODES.get(tags["colorspace"], default_matrix(first.height))
     rgb_input = not in_fmt.name.startswith(("yuv", "gray", "ya", "nv", "p0", "p2", "y2"))
     return _FrameLayout(fmt, full, matrix, tags, rgb_input)
 
@@ -178,19 +182,9 @@ def _plane(frame: av.VideoFrame, i: int, dtype) -> np.ndarray:
 
 def colorize_frames(colorizer: Colorizer, frames: list[av.VideoFrame], lay: _FrameLayout) -> None:
     """Replace the chroma planes of same-sized planar YUV frames, in place."""
-    bits, peak = lay.bits, (1 << lay.bits) - 1
-    s = 1 << (bits - 8)
-    y = torch.from_numpy(np.stack([_plane(f, 0, lay.dtype) for f in frames]).astype(np.float32))[:, None]
-    if lay.full_range:
-        y = y / peak
-        c_mid, c_scale = 1 << (bits - 1), peak
-    else:
-        y = (y - 16 * s) / (219 * s)
-        c_mid, c_scale = 128 * s, 224 * s
-    ch, cw = frames[0].planes[1].height, frames[0].planes[1].width
-    cbcr = colorizer.chroma(y.clamp_(0, 1), (ch, cw), lay.matrix)
-    lo, hi = (0, peak) if lay.full_range else (16 * s, 240 * s)
-    codes = (cbcr * c_scale + c_mid).round_().clamp_(lo, hi).to("cpu", torch.int32).numpy().astype(lay.dtype)
+    y = np.stack([_plane(f, 0, lay.dtype) for f in frames])
+    size = (frames[0].planes[1].height, frames[0].planes[1].width)
+    codes = colorize_codes(colorizer, y, size, lay.bits, lay.full_range, lay.matrix)
     for f, c in zip(frames, codes):
         _plane(f, 1, lay.dtype)[:] = c[0]
         _plane(f, 2, lay.dtype)[:] = c[1]
@@ -505,7 +499,9 @@ class VideoJob:
                    desc=self.src.name, leave=False)
         configured = False
         waiting: list = []  # packets that arrive before the first frame fixes the output's layout
-        offset_v = round(start / vstream.time_base) if start else 0
+        # Output time 0 (EncodeOptions.timestamps_from; --start by default).
+        zero = start if self.opts.timestamps_from is None else self.opts.timestamps_from
+        offset_v = round(zero / vstream.time_base) if zero else 0
         try:
             while True:
                 try:
@@ -521,13 +517,13 @@ class VideoJob:
                     if not configured:
                         waiting.append(item)
                     else:
-                        self._mux_copy(out, item, copies, start)
+                        self._mux_copy(out, item, copies, zero)
                     continue
                 if not configured:
                     self._configure_video(ostream, vstream, lay_box[0], item)
                     configured = True
                     for packet in waiting:
-                        self._mux_copy(out, packet, copies, start)
+                        self._mux_copy(out, packet, copies, zero)
                     waiting.clear()
                 if item.pts is not None:
                     item.pts -= offset_v

@@ -1,7 +1,6 @@
 """Sample codes <-> normalised planes, shared by the front ends that hold raw planes.
 
-The y4m pipe and the VapourSynth filter (and the CLI engine's
-``colorize_frames``, which does the same arithmetic inline) read luma codes,
+The CLI engine, the y4m pipe and the VapourSynth filter read luma codes,
 hand the colorizer luma in 0..1 and write chroma codes back. Integer samples
 follow BT.601/709/2020 quantisation: limited range puts Y on 16..235 and
 Cb/Cr on 16..240 (scaled by 2^(bits-8)), full range on 0..2^bits-1 with
