@@ -20,7 +20,6 @@ import time
 
 import av
 import numpy as np
-import torch
 
 from .colorizer import Colorizer
 from .errors import InvalidInput, OutputError, TruncatedInput, UnsupportedFormat
