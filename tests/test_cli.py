@@ -366,3 +366,17 @@ def test_signal_removes_partial_output(long_video, tmp_path, sig, code):
         f"vidcolor: interrupted ({sig.name}); the partial output was removed")
     assert list(tmp_path.iterdir()) == []
     assert sha256(long_video) == before
+
+
+def test_stabilize_option_keeps_luma_and_is_deterministic(tmp_path):
+    """--stabilize goes through the same engine: frames, timestamps and luma are kept, and a
+    second run gives the same chroma (its state starts afresh with every video). Its effect on
+    flicker is tested in test_temporal.py."""
+    src = make_video(tmp_path / "in.mkv", frames=12, size=(96, 64))
+    runs = [tmp_path / "a.mkv", tmp_path / "b.mkv"]
+    for out in runs:
+        assert main([str(src), "-o", str(out), "--codec", "ffv1", "--quiet", "--stabilize"]) == 0
+    a, b, c = (probe(p) for p in (src, *runs))
+    assert c.pts == a.pts and len(a.pts) == 12
+    assert all(np.array_equal(x[0], z[0]) for x, z in zip(a.planes, c.planes))
+    assert all(np.array_equal(x[i], z[i]) for x, z in zip(b.planes, c.planes) for i in (1, 2))

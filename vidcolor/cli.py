@@ -12,7 +12,7 @@ from . import __version__
 from .errors import Interrupted, InvalidInput, OutputError, VidcolorError
 from .models import DEFAULT_MODEL, get_model, list_models
 
-COMMANDS = ("models", "train", "eval", "data")
+COMMANDS = ("models", "train", "eval", "data", "batch")
 
 
 def _runtime(args):
@@ -33,22 +33,36 @@ def _add_model_args(p: argparse.ArgumentParser, *, many: bool = False) -> None:
     p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"),
                    help="inference precision (default: fp16 autocast on CUDA, float32 on CPU)")
     p.add_argument("--batch", type=int, default=8, metavar="N", help="frames per model call (default 8)")
+    p.add_argument("--stabilize", action="store_true",
+                   help="steady colour over time: blend with the previous frame's colour along optical flow, "
+                        "reset at scene cuts" + (" (scores the stabilized version too)" if many else ""))
 
 
-def colorize_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="vidcolor",
-        description="Colorize a grayscale video or image. Other commands: "
-                    "vidcolor models | train | eval | data (each with --help).")
-    p.add_argument("input", help="video or image file, or - for a YUV4MPEG2 pipe (with -o -)")
-    p.add_argument("-o", "--output", help="output file (default: INPUT-stem.colorized.EXT beside the input)")
-    _add_model_args(p)
+def _add_encoding_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--codec", default="libx264", help="libx264 (default), libx265, prores_ks, ffv1, ...")
     p.add_argument("--crf", type=int, help="quality for x264/x265 (default 18/20)")
     p.add_argument("--preset", help="encoder preset (default medium)")
     p.add_argument("--pix-fmt", help="output pixel format (default yuv420p, or yuv420p10le for >8-bit input)")
     p.add_argument("--start", type=float, metavar="T", help="start at T seconds")
     p.add_argument("--duration", type=float, metavar="T", help="colorize T seconds")
+
+
+def _encode_options(args):
+    from .engine import EncodeOptions
+
+    return EncodeOptions(codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
+                         start=args.start, duration=args.duration)
+
+
+def colorize_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vidcolor",
+        description="Colorize a grayscale video or image. Other commands: "
+                    "vidcolor models | train | eval | data | batch (each with --help).")
+    p.add_argument("input", help="video or image file, or - for a YUV4MPEG2 pipe (with -o -)")
+    p.add_argument("-o", "--output", help="output file (default: INPUT-stem.colorized.EXT beside the input)")
+    _add_model_args(p)
+    _add_encoding_args(p)
     p.add_argument("--preview", type=int, metavar="N",
                    help="write a PNG contact sheet of N frames (grayscale beside colour) instead of a video")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -80,9 +94,20 @@ def check_output(src: pathlib.Path, dst: pathlib.Path, overwrite: bool) -> None:
         raise OutputError(f"{dst}: the folder {parent} is not writable; choose another with -o")
 
 
-def run_colorize(argv) -> int:
+def _colorizer(args):
+    """The model of the arguments, wrapped in the stabilizer with --stabilize."""
     from .colorizer import Colorizer
-    from .engine import EncodeOptions, colorize_video
+
+    colorizer = Colorizer(args.model, args.weights, _runtime(args))
+    if getattr(args, "stabilize", False):
+        from .temporal import StabilizedColorizer
+
+        colorizer = StabilizedColorizer(colorizer)
+    return colorizer
+
+
+def run_colorize(argv) -> int:
+    from .engine import colorize_video
     from .stills import colorize_image, is_image, preview_sheet
 
     args = colorize_parser().parse_args(argv)
@@ -92,8 +117,7 @@ def run_colorize(argv) -> int:
                                "use `vidcolor - -o -`")
         from .y4m import colorize_y4m
 
-        colorizer = Colorizer(args.model, args.weights, _runtime(args))
-        n = colorize_y4m(sys.stdin.buffer, sys.stdout.buffer, colorizer, progress=not args.quiet)
+        n = colorize_y4m(sys.stdin.buffer, sys.stdout.buffer, _colorizer(args), progress=not args.quiet)
         _say(args, f"wrote {n} frames of YUV4MPEG2 to standard output")
         return 0
     src = pathlib.Path(args.input)
@@ -102,7 +126,7 @@ def run_colorize(argv) -> int:
     if not src.exists():
         raise InvalidInput(f"{src}: no such file; check the path")
     check_output(src, dst, args.overwrite)
-    colorizer = Colorizer(args.model, args.weights, _runtime(args))
+    colorizer = _colorizer(args)
     if args.preview:
         n = preview_sheet(src, dst, colorizer, args.preview)
         _say(args, f"wrote {dst} ({n} frames)")
@@ -110,9 +134,7 @@ def run_colorize(argv) -> int:
         colorize_image(src, dst, colorizer)
         _say(args, f"wrote {dst}")
     else:
-        opts = EncodeOptions(codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
-                             start=args.start, duration=args.duration)
-        stats = colorize_video(src, dst, colorizer, opts, progress=not args.quiet)
+        stats = colorize_video(src, dst, colorizer, _encode_options(args), progress=not args.quiet)
         _say(args, f"wrote {dst}: {stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} fps)")
     return 0
 
@@ -182,11 +204,19 @@ def run_eval(argv) -> int:
     if len(weights) != len(names):
         raise InvalidInput("give one --weights per --model, in the same order")
     runtime = _runtime(args)
-    colorizers = {n: Colorizer(n, w, runtime).colorize_rgb for n, w in zip(names, weights)}
+    models = {n: Colorizer(n, w, runtime) for n, w in zip(names, weights)}
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = [evaluate(pathlib.Path(s), colorizers, out, batch=args.batch, max_frames=args.max_frames,
-                        progress=not args.quiet) for s in args.sources]
+    results = []
+    for source in args.sources:
+        colorizers = {n: c.colorize_rgb for n, c in models.items()}
+        if args.stabilize:
+            from .temporal import StabilizedColorizer
+
+            # A fresh stabilizer per source: no colour carries over between videos.
+            colorizers.update({f"{n}+stabilize": StabilizedColorizer(c).colorize_rgb for n, c in models.items()})
+        results.append(evaluate(pathlib.Path(source), colorizers, out, batch=args.batch,
+                                max_frames=args.max_frames, progress=not args.quiet))
     table = markdown_table(results)
     (out / "summary.md").write_text(table + "\n")
     print(table)
@@ -206,6 +236,47 @@ def run_data(argv) -> int:
     return 0
 
 
+def run_batch(argv) -> int:
+    from .batch import BatchConfig, run_batch as batch
+
+    p = argparse.ArgumentParser(
+        prog="vidcolor batch",
+        description="Colorize many videos into one folder as one resumable job: run the same command "
+                    "again after a crash or Ctrl-C and it goes on where it stopped.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="video files, folders (searched recursively) or glob patterns such as 'reels/*.mkv'")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR",
+                   help="folder for the outputs and the job manifest (vidcolor-batch.sqlite)")
+    _add_model_args(p)
+    _add_encoding_args(p)
+    p.add_argument("--ext", metavar=".EXT", help="output container, e.g. .mkv (default: each input's own)")
+    p.add_argument("--jobs", type=int, metavar="N",
+                   help="workers, one model each (default: one per GPU with CUDA, else 1)")
+    p.add_argument("--ray", metavar="auto|local|ADDRESS",
+                   help="run the workers on a Ray cluster: auto (the running one), local (start one here) "
+                        "or its address (e.g. ray://head:10001)")
+    p.add_argument("--segments", type=int, default=1, metavar="N",
+                   help="cut each film at keyframes into up to N segments colorized in parallel, then join them")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace outputs this batch did not make; redo a batch made with other settings")
+    p.add_argument("--quiet", action="store_true", help="no line per finished file")
+    args = p.parse_args(argv)
+    cfg = BatchConfig(inputs=tuple(args.inputs), outdir=pathlib.Path(args.output), model=args.model,
+                      weights=args.weights, device=args.device, dtype=args.dtype, batch=args.batch,
+                      opts=_encode_options(args), ext=args.ext, jobs=args.jobs, ray=args.ray,
+                      segments=args.segments, overwrite=args.overwrite, progress=not args.quiet)
+    try:
+        summary = batch(cfg)
+    except KeyboardInterrupt as exc:
+        signum = exc.args[0] if isinstance(exc, Interrupted) and exc.args else signal.SIGINT
+        print(f"vidcolor: interrupted ({signal.Signals(signum).name}); the finished files are kept in "
+              f"{args.output}: run the same command again to go on", file=sys.stderr)
+        return 128 + signum
+    for line in summary.lines():
+        print(line, file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
 def _on_sigterm(signum, frame):
     # Unwinds like Ctrl-C (the engine's cleanup removes the partial output), but
     # remembers the signal so the exit status says which one it was.
@@ -218,7 +289,7 @@ def main(argv=None) -> int:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not the main thread: signals stay with the caller
         previous = None
-    run = {"models": run_models, "train": run_train, "eval": run_eval, "data": run_data}
+    run = {"models": run_models, "train": run_train, "eval": run_eval, "data": run_data, "batch": run_batch}
     try:
         if argv and argv[0] in run:
             return run[argv[0]](argv[1:])

@@ -417,6 +417,10 @@ class VideoJob:
         _window(self.opts)
         if self.opts.pix_fmt:
             output_pix_fmt(av.VideoFormat("yuv420p"), self.opts.pix_fmt)
+        # A stateful colorizer (--stabilize) must not carry colour over from another video.
+        reset = getattr(self.colorizer, "reset", None)
+        if reset is not None:
+            reset()
         inp = open_input(src)
         vstream = inp.streams.video[0]
         vstream.thread_type = "AUTO"
