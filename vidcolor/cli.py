@@ -29,6 +29,8 @@ def _add_model_args(p: argparse.ArgumentParser, *, many: bool = False) -> None:
         p.add_argument("--model", default=DEFAULT_MODEL, choices=list_models(), metavar="NAME",
                        help=f"colorization model: {', '.join(list_models())} (default {DEFAULT_MODEL})")
         p.add_argument("--weights", metavar="FILE", help="weights to load instead of the shipped ones")
+        p.add_argument("--saturation", type=float, default=1.0, metavar="S",
+                       help="scale the predicted colour (default 1: the weights' own calibration)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"),
                    help="inference precision (default: fp16 autocast on CUDA, float32 on CPU)")
@@ -98,7 +100,7 @@ def _colorizer(args):
     """The model of the arguments, wrapped in the stabilizer with --stabilize."""
     from .colorizer import Colorizer
 
-    colorizer = Colorizer(args.model, args.weights, _runtime(args))
+    colorizer = Colorizer(args.model, args.weights, _runtime(args), saturation=args.saturation)
     if getattr(args, "stabilize", False):
         from .temporal import StabilizedColorizer
 

@@ -15,7 +15,7 @@ import torch
 from . import color
 from .models import get_model
 from .runtime import Runtime
-from .weights import load_model
+from .weights import chroma_gain, load_model, weights_path
 
 
 def working_shape(height: int, width: int, short: int) -> tuple[int, int]:
@@ -26,13 +26,15 @@ def working_shape(height: int, width: int, short: int) -> tuple[int, int]:
 
 class Colorizer:
     def __init__(self, model: str = "zhang2016", weights: str | os.PathLike | None = None,
-                 runtime: Runtime = Runtime()):
+                 runtime: Runtime = Runtime(), saturation: float = 1.0):
         self.name = model
         self.spec = get_model(model)
         self.runtime = runtime
         self.device = runtime.torch_device
         runtime.configure_threads()
         self.model = load_model(model, weights, runtime)
+        # The trainer's calibration of the weights, times the user's own taste.
+        self.gain = chroma_gain(weights_path(self.spec, weights)) * saturation
         if self.device.type == "cpu":
             self.model = self.model.to(memory_format=torch.channels_last)
 
@@ -45,7 +47,8 @@ class Colorizer:
             l = l.contiguous(memory_format=torch.channels_last)
         with self.runtime.autocast():
             raw = self.model(l)
-        return self.model.decode(raw).float()
+        ab = self.model.decode(raw).float()
+        return ab * self.gain if self.gain != 1.0 else ab
 
     @torch.inference_mode()
     def chroma(self, y: torch.Tensor, size: tuple[int, int], matrix: str) -> torch.Tensor:

@@ -103,3 +103,11 @@ def load_model(name: str, weights: str | os.PathLike | None = None,
     load_into(model, weights_path(spec, weights), name)
     model.eval().requires_grad_(False)
     return model.to(runtime.torch_device)
+
+
+def chroma_gain(path: pathlib.Path) -> float:
+    """The calibration `vidcolor train` stores with the weights (1 when there is none)."""
+    if pathlib.Path(path).suffix != ".safetensors":
+        return 1.0
+    with safetensors.safe_open(str(path), "pt") as f:
+        return float((f.metadata() or {}).get("chroma_gain", 1.0))
