@@ -215,4 +215,5 @@ def calibrate_chroma_gain(model, images, crop: int, device, *, batches: int = 8,
         pred = model.decode(model(l_in.to(device))).float()
         num += (ab.to(device) * pred).sum().item()
         den += (pred * pred).sum().item()
-    return min(1.0, num / den) if den > 0 else 1.0
+    # Below 0 the hues are worse than none: the weights then colorize nothing.
+    return min(1.0, max(0.0, num / den)) if den > 0 else 1.0
