@@ -6,7 +6,7 @@ Three parts, each printed as a Markdown table:
    bikes.mp4 against the cut frames marked by hand in tests/test_temporal.py;
    false positives on the clips that have no cut);
 2. quality: ``vidcolor.evaluate.evaluate`` on every clip with the per-frame
-   model (``Colorizer().colorize_rgb``) against ``StabilizedColorizer`` at
+   model (``Colorizer().colorize_rgb``) against ``Colorizer.stabilized()`` at
    each ``--alphas`` value, with the issue's targets (flicker at most half,
    PSNR at most 0.3 dB lower, colourfulness ratio within 10%);
 3. speed (``--speed``): per-frame time of ``Colorizer.chroma`` with and
@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from vidcolor.colorizer import Colorizer  # noqa: E402
 from vidcolor.evaluate import evaluate  # noqa: E402
 from vidcolor.runtime import Runtime  # noqa: E402
-from vidcolor.temporal import DEFAULT_ALPHA, SceneCutDetector, StabilizedColorizer, Stabilizer  # noqa: E402
+from vidcolor.temporal import DEFAULT_ALPHA, SceneCutDetector, Stabilizer  # noqa: E402
 
 EVAL = ROOT / "data" / "eval"
 CLIPS = {"bikes": "bikes.mp4", "tree": "tree.avi", "carphone": "carphone_pristine.mp4", "vtest": "vtest.avi"}
@@ -109,7 +109,7 @@ def bench_quality(colorizer: Colorizer, clips: list[str], frames: int, alphas: l
         stabilized = {}
         for a in alphas:
             name = f"stabilize a={a:g}"
-            stabilized[name] = StabilizedColorizer(colorizer, Stabilizer(a))
+            stabilized[name] = colorizer.stabilized(Stabilizer(a))
             runs[name] = stabilized[name].colorize_rgb
         result = evaluate(path, runs, out, batch=batch, max_frames=frames, progress=False)
         by = {r["name"]: r for r in result["rows"]}
@@ -156,7 +156,7 @@ def bench_speed(colorizer: Colorizer, weights=None, frames: int = 24, batch: int
 
     ys = torch.from_numpy(np.stack([texture(i, 480, 640) for i in range(frames)]).astype(np.float32))[:, None]
     plain = Colorizer(colorizer.name, weights, runtime=colorizer.runtime)  # not memoised
-    stab = StabilizedColorizer(plain)
+    stab = plain.stabilized()
 
     def timed(c) -> float:
         c.chroma(ys[:batch], (240, 320), "bt601")  # warm-up
@@ -176,7 +176,7 @@ def bench_speed(colorizer: Colorizer, weights=None, frames: int = 24, batch: int
     print(f"\n## Speed at 640x480 ({colorizer.name}, {plain.device}, {torch.get_num_threads()} torch threads)\n")
     print("| per frame | ms |\n|---|---:|")
     print(f"| Colorizer.chroma | {t_plain * 1000:.1f} |")
-    print(f"| StabilizedColorizer.chroma | {t_stab * 1000:.1f} |")
+    print(f"| Colorizer.stabilized().chroma | {t_stab * 1000:.1f} |")
     print(f"| added by --stabilize | {(t_stab - t_plain) * 1000:.1f} ({(t_stab / t_plain - 1) * 100:+.0f}%) |")
     print(f"| SceneCutDetector.update alone (full 640x480 luma) | {t_det * 1000:.2f} |")
 

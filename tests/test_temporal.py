@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from vidcolor.temporal import SceneCutDetector, StabilizedColorizer, Stabilizer, warmup_frames
+from vidcolor.temporal import SceneCutDetector, Stabilizer, warmup_frames
 
 EVAL = pathlib.Path(__file__).resolve().parent.parent / "data" / "eval"
 
@@ -148,7 +148,7 @@ def test_detector_on_bikes_matches_the_hand_marked_cuts():
     precision, recall = _precision_recall(found, HAND_MARKED_CUTS["bikes.mp4"])
     # all five cuts, nothing else (the fast pan around frames 97-102 scores about half the threshold)
     assert (precision, recall) == (1.0, 1.0), found
-    # the same on the luma at the model's working size, which StabilizedColorizer feeds it
+    # the same on the luma at the model's working size, which the stabilized colorizer feeds it
     small = [cv2.resize(f, (304, 128), interpolation=cv2.INTER_AREA) for f in frames]
     assert SceneCutDetector().detect(small) == HAND_MARKED_CUTS["bikes.mp4"]
 
@@ -348,9 +348,9 @@ def rgb_frames(n: int = 6) -> list[np.ndarray]:
 
 def test_stabilized_colorizer_batches_and_state(colorizer):
     frames = rgb_frames(6)
-    whole = StabilizedColorizer(colorizer)
+    whole = colorizer.stabilized()
     one_call = whole.colorize_rgb(frames)
-    split = StabilizedColorizer(colorizer)
+    split = colorizer.stabilized()
     two_calls = split.colorize_rgb(frames[:2]) + split.colorize_rgb(frames[2:])
     for a, b, f in zip(one_call, two_calls, frames):
         assert a.shape == f.shape and a.dtype == np.uint8
@@ -363,15 +363,15 @@ def test_stabilized_colorizer_batches_and_state(colorizer):
     np.testing.assert_array_equal(one_call[0], colorizer.colorize_rgb(frames[:1])[0])
     whole.reset()
     np.testing.assert_array_equal(whole.colorize_rgb(frames[:1])[0], one_call[0])
-    # attributes of the wrapped colorizer pass through (the engine reads runtime.batch)
-    assert whole.runtime is colorizer.runtime and whole.name == colorizer.name
+    # the twin shares the loaded model; the original stays unstabilized
+    assert whole.model is colorizer.model and colorizer.stabilizer is None
 
 
 def test_stabilized_colorizer_chroma_matches_the_engine_call(colorizer):
     frames = rgb_frames(4)
     y = torch.from_numpy(np.stack([f.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
                                    for f in frames]) / 255)[:, None]
-    stab = StabilizedColorizer(colorizer)
+    stab = colorizer.stabilized()
     cbcr = stab.chroma(y, (24, 32), "bt709")
     assert cbcr.shape == (4, 2, 24, 32) and cbcr.dtype == torch.float32
     assert float(cbcr.abs().max()) <= 0.5

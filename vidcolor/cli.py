@@ -101,11 +101,7 @@ def _colorizer(args):
     from .colorizer import Colorizer
 
     colorizer = Colorizer(args.model, args.weights, _runtime(args), saturation=args.saturation)
-    if getattr(args, "stabilize", False):
-        from .temporal import StabilizedColorizer
-
-        colorizer = StabilizedColorizer(colorizer)
-    return colorizer
+    return colorizer.stabilized() if getattr(args, "stabilize", False) else colorizer
 
 
 def run_colorize(argv) -> int:
@@ -213,10 +209,8 @@ def run_eval(argv) -> int:
     for source in args.sources:
         colorizers = {n: c.colorize_rgb for n, c in models.items()}
         if args.stabilize:
-            from .temporal import StabilizedColorizer
-
             # A fresh stabilizer per source: no colour carries over between videos.
-            colorizers.update({f"{n}+stabilize": StabilizedColorizer(c).colorize_rgb for n, c in models.items()})
+            colorizers.update({f"{n}+stabilize": c.stabilized().colorize_rgb for n, c in models.items()})
         results.append(evaluate(pathlib.Path(source), colorizers, out, batch=args.batch,
                                 max_frames=args.max_frames, progress=not args.quiet))
     table = markdown_table(results)

@@ -7,10 +7,13 @@ their inputs to luma tensors and the chroma back.
 
 from __future__ import annotations
 
+import copy
 import os
+from typing import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from . import color
 from .models import get_model
@@ -25,6 +28,9 @@ def working_shape(height: int, width: int, short: int) -> tuple[int, int]:
 
 
 class Colorizer:
+    #: a `vidcolor.temporal.Stabilizer` the predictions go through, frame after frame, or None.
+    stabilizer = None
+
     def __init__(self, model: str = "zhang2016", weights: str | os.PathLike | None = None,
                  runtime: Runtime = Runtime(), saturation: float = 1.0):
         self.name = model
@@ -38,9 +44,29 @@ class Colorizer:
         if self.device.type == "cpu":
             self.model = self.model.to(memory_format=torch.channels_last)
 
+    def stabilized(self, stabilizer=None) -> "Colorizer":
+        """A twin sharing the loaded model whose colour is steadied over time (`--stabilize`).
+
+        Its frames must come in display order, one video at a time; `reset`
+        starts a new video.
+        """
+        from .temporal import Stabilizer
+
+        twin = copy.copy(self)
+        twin.stabilizer = stabilizer if stabilizer is not None else Stabilizer()
+        return twin
+
+    def reset(self) -> None:
+        if self.stabilizer is not None:
+            self.stabilizer.reset()
+
     @torch.inference_mode()
-    def predict_ab(self, y: torch.Tensor) -> torch.Tensor:
-        """ab at the working size for luma ``y`` (N,1,H,W) in 0..1."""
+    def predict_ab(self, y: torch.Tensor, cuts: Sequence[bool] | None = None) -> torch.Tensor:
+        """ab at the working size for luma ``y`` (N,1,H,W) in 0..1.
+
+        ``cuts`` flags frames known from outside to start a shot (VapourSynth's
+        ``_SceneChangePrev``); only the stabilizer uses them.
+        """
         size = working_shape(*y.shape[-2:], self.spec.working_size)
         l = color.gray_to_l(color.resize(y.float(), size))
         if self.device.type == "cpu":
@@ -48,13 +74,22 @@ class Colorizer:
         with self.runtime.autocast():
             raw = self.model(l)
         ab = self.model.decode(raw).float()
-        return ab * self.gain if self.gain != 1.0 else ab
+        if self.gain != 1.0:
+            ab = ab * self.gain
+        if self.stabilizer is None:
+            return ab
+        # The stabilizer works at the working size: its cost does not grow with the video's.
+        y_small = F.interpolate(y.to(ab.device).float(), size=ab.shape[-2:], mode="area")
+        y_small = y_small[:, 0].to("cpu", torch.float32).numpy()
+        out = self.stabilizer.run(y_small, ab.to("cpu", torch.float32).numpy(), cuts)
+        return torch.from_numpy(np.stack(out)).to(ab.device)
 
     @torch.inference_mode()
-    def chroma(self, y: torch.Tensor, size: tuple[int, int], matrix: str) -> torch.Tensor:
+    def chroma(self, y: torch.Tensor, size: tuple[int, int], matrix: str,
+               cuts: Sequence[bool] | None = None) -> torch.Tensor:
         """Cb, Cr (N,2,h,w) in -0.5..0.5 at the chroma plane's ``size`` for luma ``y`` (N,1,H,W)."""
         y = y.to(self.device, non_blocking=True).float()
-        ab = color.resize(self.predict_ab(y), size)
+        ab = color.resize(self.predict_ab(y, cuts), size)
         return color.chroma_for_luma(color.resize(y, size, "area"), ab, matrix)
 
     @torch.inference_mode()

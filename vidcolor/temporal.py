@@ -11,9 +11,9 @@ frame. Two pieces fix that for any model of the registry:
   agree and the luminance matches after flicker compensation, and blends it
   with the model's fresh prediction by that confidence. It resets at cuts.
 
-`StabilizedColorizer` wraps a `vidcolor.colorizer.Colorizer` with the same
-`predict_ab` / `chroma` / `colorize_rgb` calls, so the engine, `vidcolor eval`
-and the VapourSynth filter can use it in place of the plain one.
+`Colorizer.stabilized()` gives a twin of a `vidcolor.colorizer.Colorizer`
+whose predictions go through a `Stabilizer`, so the engine, `vidcolor eval`
+and the VapourSynth filter use it in place of the plain one.
 
 Determinism: nothing here is random. The detector's answer for frame t is a
 pure function of frames ``t - lookback .. t`` (it never looks further back),
@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 import torch
 
-__all__ = ["DEFAULT_ALPHA", "SceneCutDetector", "Stabilizer", "StabilizedColorizer", "warmup_frames"]
+__all__ = ["DEFAULT_ALPHA", "SceneCutDetector", "Stabilizer", "warmup_frames"]
 
 #: Weight of the motion-compensated previous output where it is fully trusted.
 #: Chosen on the evaluation videos (benchmarks/bench_temporal.py, a zhang2016
@@ -438,75 +438,3 @@ class Stabilizer:
         if isinstance(chromas, torch.Tensor):
             return torch.stack(out) if out else chromas[:0].clone()
         return out
-
-
-# --------------------------------------------------------------------------
-# a colorizer with --stabilize
-# --------------------------------------------------------------------------
-
-
-class StabilizedColorizer:
-    """A `Colorizer` whose predictions go through a `Stabilizer`, frame by frame in call order.
-
-    It offers the calls of `vidcolor.colorizer.Colorizer` (``predict_ab``,
-    ``chroma``, ``colorize_rgb``) and forwards every other attribute
-    (``name``, ``spec``, ``runtime``, ``device``...) to the wrapped one, so
-    front ends use it in its place. Frames must come in display order, one
-    video at a time: call `reset` before each new video or after a seek.
-    ``cuts`` (one flag per frame of a batch) are cuts known from outside,
-    e.g. VapourSynth's ``_SceneChangePrev``; the detector runs in addition
-    unless the stabilizer was built with ``detector=None``.
-
-    The stabilizer works on ab at the model's working size, before it is
-    resized to the chroma planes and turned into Cb/Cr at each frame's own
-    luma: so luminance flicker changes no colour, and the added work does not
-    grow with the video's resolution.
-    """
-
-    def __init__(self, colorizer, stabilizer: Stabilizer | None = None, *, alpha: float = DEFAULT_ALPHA):
-        self.colorizer = colorizer
-        self.stabilizer = stabilizer if stabilizer is not None else Stabilizer(alpha)
-
-    def __getattr__(self, name: str):
-        # only called for attributes this object lacks
-        if name in ("colorizer", "stabilizer"):
-            raise AttributeError(name)
-        return getattr(self.colorizer, name)
-
-    def reset(self) -> None:
-        self.stabilizer.reset()
-
-    @torch.inference_mode()
-    def predict_ab(self, y: torch.Tensor, cuts: Sequence[bool] | None = None) -> torch.Tensor:
-        """Stabilized ab at the working size for consecutive luma frames ``y`` (N,1,H,W) in 0..1."""
-        ab = self.colorizer.predict_ab(y)
-        y_small = torch.nn.functional.interpolate(y.to(ab.device).float(), size=ab.shape[-2:], mode="area")
-        y_np = y_small[:, 0].to("cpu").numpy()
-        ab_np = ab.to("cpu", torch.float32).numpy()
-        out = self.stabilizer.run(y_np, ab_np, cuts)
-        return torch.from_numpy(np.stack(out)).to(ab.device)
-
-    @torch.inference_mode()
-    def chroma(self, y: torch.Tensor, size: tuple[int, int], matrix: str,
-               cuts: Sequence[bool] | None = None) -> torch.Tensor:
-        """Cb, Cr (N,2,h,w) like `Colorizer.chroma`, stabilized."""
-        from . import color
-
-        y = y.to(self.colorizer.device, non_blocking=True).float()
-        ab = color.resize(self.predict_ab(y, cuts), size)
-        return color.chroma_for_luma(color.resize(y, size, "area"), ab, matrix)
-
-    @torch.inference_mode()
-    def colorize_rgb(self, frames: list[np.ndarray]) -> list[np.ndarray]:
-        """Like `Colorizer.colorize_rgb`, stabilized across calls (consecutive frames of one video)."""
-        from . import color
-
-        if not frames:
-            return []
-        peak = 65535.0 if frames[0].dtype == np.uint16 else 255.0
-        rgb = torch.from_numpy(np.stack(frames)).to(self.colorizer.device).permute(0, 3, 1, 2).float() / peak
-        y = color.luma(rgb)
-        cbcr = self.chroma(y, tuple(y.shape[-2:]), "bt601")
-        out = color.ycbcr_to_rgb(y, cbcr) * peak
-        out = out.round().permute(0, 2, 3, 1).to("cpu", torch.int32).numpy().astype(frames[0].dtype)
-        return list(out)
