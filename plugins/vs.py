@@ -10,6 +10,15 @@ its own threads and caches; no nested ``get_frame`` is needed. One model call
 runs at a time per loaded model (a lock); the blocks never depend on the
 request order or the thread count, so the output is identical whether frames
 are asked for in order, backwards, at random or from many threads.
+
+With ``temporal="stabilize"`` the filter also receives, through more helper
+clips, the source frames of the whole blocks covering the K = 44 frames before
+each block, and the block's leader runs a fresh `vidcolor.temporal.Stabilizer`
+from a restart point that depends on the block alone (the last
+``_SceneChangePrev`` at or before the block's first frame, at most K frames
+back) to the block's end. The model's own predictions are made per whole block
+(so the same block always gives the same numbers) and the recent ones are kept,
+so sequential access runs the model once per frame.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import threading
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import vapoursynth as vs
 
 from vidcolor import color
@@ -130,7 +140,7 @@ class _Blocks:
         self.lock = threading.Lock()
         self.blocks: collections.OrderedDict[int, _Blocks._Block] = collections.OrderedDict()
 
-    def get(self, b: int, i: int, size: int, frames):
+    def get(self, b: int, i: int, size: int, frames, history=None):
         with self.lock:
             blk = self.blocks.get(b)
             leader = blk is None
@@ -145,7 +155,8 @@ class _Blocks:
                     del self.blocks[old]
         if leader:
             try:
-                blk.result = self.compute(b, frames[:size])
+                blk.result = (self.compute(b, frames[:size]) if history is None
+                              else self.compute(b, frames[:size], history))
             except BaseException as exc:  # noqa: BLE001 - every waiter re-raises it
                 blk.error = exc
             finally:
@@ -164,10 +175,19 @@ class _Blocks:
 class _Filter:
     """The colorize() node's state: how to read, run and write one block."""
 
-    def __init__(self, colorizer, model_lock, src: vs.VideoNode, out_fmt: vs.VideoFormat, name: str, batch: int):
+    def __init__(self, colorizer, model_lock, src: vs.VideoNode, out_fmt: vs.VideoFormat, name: str, batch: int,
+                 window: int = 0):
         self.colorizer, self.model_lock, self.src, self.name = colorizer, model_lock, src, name
         self.fin, self.fout = src.format, out_fmt
         self.batch = batch
+        #: temporal="stabilize": at most how many frames before each block the stabilizer restarts
+        self.window = window
+        #: source frames before each block its computation receives (window rounded up to whole blocks), else 0
+        self.history = -(-window // batch) * batch
+        # the model's fresh ab (CPU float32, working size) of recent blocks, by block number
+        self.fresh: collections.OrderedDict[int, torch.Tensor] = collections.OrderedDict()
+        self.fresh_lock = threading.Lock()
+        self.fresh_keep = self.history // batch + 2
         self.blocks = _Blocks(self._compute)
         self.started: collections.deque[int] = collections.deque(maxlen=4)  # blocks whose model run began
 
@@ -215,9 +235,10 @@ class _Filter:
         return unit_codes(x, fmt.bits_per_sample)
 
     # One block: list of source frames -> list of per-frame (planes, matrix, full) --------
-    def _compute(self, b: int, frames):
+    def _compute(self, b: int, frames, history=None):
         fin, fout = self.fin, self.fout
         h, w = self.src.height, self.src.width
+        ab = None if history is None else self._stabilized_ab(b, frames, history)
         groups: dict[tuple[str, bool], list[int]] = {}
         for k, f in enumerate(frames):
             key = (_matrix(f.props, h), _full_range(f.props, fin))
@@ -225,22 +246,96 @@ class _Filter:
         result: list = [None] * len(frames)
         for (matrix, full), idx in groups.items():
             sel = [frames[k] for k in idx]
+
+            def chroma(y, size):
+                if ab is None:
+                    return self._chroma(b, y, size, matrix)
+                return self._chroma_of_ab(ab[idx], y, size, matrix)
+
             if fout.color_family == vs.YUV:  # YUV -> YUV, GRAY -> YUV444: Y is kept
                 y = self._luma(sel, full)
                 size = (h >> fout.subsampling_h, w >> fout.subsampling_w)
-                planes = self._out_planes(self._chroma(b, y, size, matrix), full, chroma=True)
+                planes = self._out_planes(chroma(y, size), full, chroma=True)
             else:  # GRAY -> RGB, RGB -> RGB: the new RGB has the luma of the old
                 if fin.color_family == vs.RGB:
                     rgb = self._rgb(sel)
                     y = color.luma(rgb, matrix)
                 else:
                     y = self._luma(sel, full)
-                cbcr = self._chroma(b, y, (h, w), matrix)
+                cbcr = chroma(y, (h, w))
                 out = color.ycbcr_to_rgb(y.to(cbcr.device), cbcr, matrix)
                 planes = self._out_planes(out, True, chroma=False)
             for j, k in enumerate(idx):
                 result[k] = (planes[j], matrix, full)
         return result
+
+    # temporal="stabilize" -------------------------------------------------------------------
+    def _lumas(self, frames) -> torch.Tensor:
+        """Luma (N,1,H,W) in 0..1 of each frame, read with the frame's own range and matrix."""
+        h = self.src.height
+        out = [None] * len(frames)
+        for k, f in enumerate(frames):
+            if self.fin.color_family == vs.RGB:
+                out[k] = color.luma(self._rgb([f]), _matrix(f.props, h))
+            else:
+                out[k] = self._luma([f], _full_range(f.props, self.fin))
+        return torch.cat(out)
+
+    def _fresh_ab(self, q: int, frames) -> torch.Tensor:
+        """The model's own ab of block q (its frames given), always computed on the whole block
+        in one call, so the same block gives the same numbers whoever asks; kept for a while
+        because the next blocks' stabilizer runs start before them."""
+        with self.fresh_lock:
+            ab = self.fresh.get(q)
+            if ab is not None:
+                self.fresh.move_to_end(q)
+                return ab
+            y = self._lumas(frames).to(self.colorizer.device)
+            with self.model_lock:
+                if q not in self.started:
+                    self._prefetch(q)
+                ab = self.colorizer.predict_ab(y).to("cpu", torch.float32)
+            self.fresh[q] = ab
+            while len(self.fresh) > self.fresh_keep:
+                self.fresh.popitem(last=False)
+            return ab
+
+    def _stabilized_ab(self, b: int, frames, history) -> torch.Tensor:
+        """Stabilized ab of block b: a fresh Stabilizer run from frame r to the block's end.
+
+        r = the last frame at or before the block's first (s) whose _SceneChangePrev is set, but
+        no earlier than s - window (and 0); the outputs depend on the block alone. The frames
+        between s - history (the block-aligned start of the model runs needed) and r only prime the
+        scene-cut detector."""
+        from vidcolor.temporal import Stabilizer
+
+        B, s = self.batch, b * self.batch
+        lo = max(0, s - self.history)
+        hist = list(history[len(history) - (s - lo):]) if s > lo else []
+        allf = hist + list(frames)  # source frames lo .. block end
+        cuts = [bool(int(f.props.get("_SceneChangePrev", 0))) for f in allf]
+        r = max(s - self.window, lo + max([k for k in range(s - lo + 1) if cuts[k]], default=0))
+        q0 = r // B * B
+        ab = torch.cat([self._fresh_ab(q // B, allf[q - lo:q - lo + B] if q < s else frames)
+                        for q in range(q0, s + 1, B)])[r - q0:]
+        stab = Stabilizer()
+        lookback = stab.detector.lookback if stab.detector is not None else 0
+        first = max(lo, r - lookback)
+        work = tuple(ab.shape[-2:])
+        # the stabilizer works at the working size (as Colorizer.predict_ab's): one frame at a time
+        y_small = np.concatenate([F.interpolate(self._lumas([f]).float(), size=work, mode="area")[:, 0].numpy()
+                                  for f in allf[first - lo:]])
+        if r > first:  # the detector sees the frames before the restart, as in one long run
+            stab.prime(y_small[:r - first])
+        out = stab.run(y_small[r - first:], ab.numpy(), cuts[r - lo:])
+        return torch.from_numpy(np.stack(out[len(out) - len(frames):]))
+
+    def _chroma_of_ab(self, ab: torch.Tensor, y: torch.Tensor, size, matrix: str) -> torch.Tensor:
+        """`Colorizer.chroma` from ab already predicted (and stabilized)."""
+        with torch.inference_mode():
+            y = y.to(self.colorizer.device).float()
+            ab = color.resize(ab.to(self.colorizer.device), size)
+            return color.chroma_for_luma(color.resize(y, size, "area"), ab, matrix)
 
     # The ModifyFrame selector ----------------------------------------------------------------
     def select(self, n: int, f):
@@ -248,9 +343,12 @@ class _Filter:
         blank = None
         if self.fout.color_family != self.fin.color_family:
             blank, frames = frames[0], frames[1:]
+        history = None
+        if self.history:
+            history, frames = frames[len(frames) - self.history:], frames[:len(frames) - self.history]
         b, i = divmod(n, self.batch)
         size = min(self.batch, self.src.num_frames - b * self.batch)
-        planes, matrix, full = self.blocks.get(b, i, size, frames)
+        planes, matrix, full = self.blocks.get(b, i, size, frames, history)
         src = frames[i]
         first = 1 if self.fout.color_family == vs.YUV else 0  # YUV: Y is the input's
         fout = src.copy() if blank is None else blank.copy()
@@ -279,6 +377,33 @@ def _block_clips(src: vs.VideoNode, batch: int) -> list[vs.VideoNode]:
             c = c + c[-1] * (n - c.num_frames)
         clips.append(c[:n])
     return clips
+
+
+def _history_clips(src: vs.VideoNode, batch: int, history: int) -> list[vs.VideoNode]:
+    """Clip j shows, at frame n, source frame s - history + j with s = n // batch * batch (frame 0 before the start)."""
+    n = src.num_frames
+    padded = src[0] * history + src
+    clips = []
+    for j in range(history):
+        c = padded[j:].std.SelectEvery(cycle=batch, offsets=0, modify_duration=False)
+        if batch > 1:
+            c = core.std.Interleave([c] * batch, modify_duration=False)
+        if c.num_frames < n:
+            c = c + c[-1] * (n - c.num_frames)
+        clips.append(c[:n])
+    return clips
+
+
+def _temporal_window(temporal) -> int:
+    """At most how many frames before each block a stabilizer restarts (0: no stabilization)."""
+    if temporal is None or temporal is False:
+        return 0
+    if temporal is True or (isinstance(temporal, str) and temporal.lower() == "stabilize"):
+        from vidcolor.temporal import warmup_frames
+
+        return warmup_frames()
+    raise _error(f"temporal={temporal!r}: use None (each frame alone) or 'stabilize' (True is the same); "
+                 "temporal models are not available yet")
 
 
 # --------------------------------------------------------------------------
@@ -375,8 +500,24 @@ def colorize(clip: vs.VideoNode, model: str = "zhang2016", weights: str | os.Pat
         fixed blocks of this many consecutive frames, each computed once,
         whatever the order or the threads that request them: the output does
         not depend on ``core.num_threads``.
-    :param temporal: reserved for temporal models and stabilization; not
-        available yet, leave it None.
+    :param temporal: None colours each frame alone. ``"stabilize"`` (or True)
+        steadies the colour over time with `vidcolor.temporal.Stabilizer`
+        (motion-compensated blending of the previous output, reset at scene
+        cuts found on luma and at frames whose ``_SceneChangePrev`` is set). To
+        give the same frames whatever the request order or thread count, each
+        block of ``batch`` frames runs a fresh stabilizer from a restart point
+        that depends on the block alone: the last frame at or before the
+        block's first with ``_SceneChangePrev`` set, but at most K frames
+        before it, K = `vidcolor.temporal.warmup_frames()` = 44, beyond which
+        older frames weigh less than 1% (the scene-cut detector is primed with
+        the frames just before the restart point). So the stabilizer restarts
+        at scene changes and at most every K frames; it needs no sequential
+        access. Cost: on sequential access the model still runs once per frame
+        (its recent predictions are kept), but the stabilizer (optical flow
+        at the model's working size, on the CPU) steps through up to K +
+        ``batch`` frames per block, so a larger ``batch`` makes it cheaper;
+        random access also reruns the model on the blocks in the K frames before.
+        Temporal models are not available yet.
     :param hints: reserved for user colour hints; not available yet, leave it None.
     :param output: the output format: None gives the input's family (RGB of the
         same sample type for GRAY input), ``"rgb"`` or ``"yuv"`` choose the
@@ -385,9 +526,7 @@ def colorize(clip: vs.VideoNode, model: str = "zhang2016", weights: str | os.Pat
     :return: the colorized clip, same length, size and frame rate.
     """
     _check_input(clip)
-    if temporal is not None:
-        raise _error("temporal=... is not available yet: temporal models and stabilization are not built; "
-                     "leave temporal=None")
+    window = _temporal_window(temporal)  # validates temporal= before loading anything
     if hints is not None:
         raise _error("hints=... is not available yet; leave hints=None")
     if batch is not None and (not isinstance(batch, int) or batch < 1):
@@ -402,8 +541,8 @@ def colorize(clip: vs.VideoNode, model: str = "zhang2016", weights: str | os.Pat
     except VidcolorError as exc:
         raise _error(_vs_wording(str(exc))) from None
     b = colorizer.runtime.batch
-    filt = _Filter(colorizer, model_lock, clip, native, model, b)
-    clips = _block_clips(clip, b)
+    filt = _Filter(colorizer, model_lock, clip, native, model, b, window)
+    clips = _block_clips(clip, b) + (_history_clips(clip, b, filt.history) if filt.history else [])
     if native.id == clip.format.id:
         base = clip
     else:

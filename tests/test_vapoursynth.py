@@ -321,7 +321,9 @@ def test_errors():
     assert "unknown model 'nope'" in msg and "zhang2016" in msg
     assert "weights=" in _err(model="zhang2016-full")
     assert "no such weights file" in _err(weights="/nonexistent/w.safetensors")
-    assert "not available yet" in _err(temporal=True)
+    msg = _err(temporal="flow")
+    assert "'stabilize'" in msg and "not available yet" in msg
+    assert "temporal=" in _err(temporal=3)
     assert "not available yet" in _err(hints=[])
     assert "device=" in _err(device="tpu")
     assert "dtype=" in _err(dtype="int8")
@@ -406,6 +408,108 @@ def test_vspipe_threads(tmp_path, vspipe_env, needs_bs):
         outs.append(out)
     assert outs[0] == outs[1]
     assert len(read_y4m(outs[0])[1]) == 18
+
+
+# --------------------------------------------------------------------------
+# temporal="stabilize"
+# --------------------------------------------------------------------------
+
+STAB_N = 64  # past the restart window (44 frames): the blocks from frame 48 on restart at s - 44
+
+
+@pytest.fixture(scope="module")
+def stab_src():
+    return core.resize.Bicubic(textured(STAB_N), format=vs.YUV420P8)
+
+
+@pytest.fixture(scope="module")
+def stab_ref(stab_src):
+    """Stabilized frames asked for in order from one thread, and the per-frame ones."""
+    return (_render(colorize(stab_src, temporal="stabilize"), range(STAB_N), 1),
+            _render(colorize(stab_src), range(STAB_N), 1))
+
+
+def test_stabilize_any_order_and_threads(stab_src, stab_ref):
+    ref, _ = stab_ref
+    n = STAB_N
+    orders = {"reverse": (list(reversed(range(n))), 1), "random, 4 threads": (random.Random(7).sample(range(n), n), 4),
+              "in order, 4 threads": (list(range(n)), 4)}
+    for name, (order, threads) in orders.items():
+        got = _render(colorize(stab_src, temporal=True), order, threads)  # True is "stabilize"; a new node
+        for k, (x, y) in enumerate(zip(ref, got)):
+            for p, (a, b) in enumerate(zip(x, y)):
+                np.testing.assert_array_equal(a, b, err_msg=f"{name}: frame {k} plane {p}")
+
+
+def test_stabilize_keeps_y_and_steadies_chroma(stab_src, stab_ref):
+    ref, plain = stab_ref
+    src = _render(stab_src, range(STAB_N), 1)
+    for k in range(STAB_N):
+        np.testing.assert_array_equal(ref[k][0], src[k][0], err_msg=f"frame {k}: Y changed")
+    for p in (1, 2):  # the first frame of the clip: nothing to carry, the model's own chroma
+        np.testing.assert_array_equal(ref[0][p], plain[0][p])
+    for k in range(1, STAB_N):
+        assert any(not np.array_equal(ref[k][p], plain[k][p]) for p in (1, 2)), f"frame {k} not stabilized"
+    # steadier: the stabilized chroma changes less from frame to frame than the per-frame one
+    def change(frames):
+        return np.mean([np.abs(frames[k][p].astype(int) - frames[k - 1][p]).mean()
+                        for k in range(1, STAB_N) for p in (1, 2)])
+    assert change(ref) < change(plain)
+
+
+def test_stabilize_matches_sequential_stabilizer(stab_src, stab_ref):
+    """The filter gives what the CLI's --stabilize does (one stabilizer running through the clip from
+    its start, the same model, blocks of 8): exactly while the blocks start within 44 frames of the
+    clip's start, and within a code where the restart window has cut the older frames off."""
+    from vidcolor.colorizer import Colorizer
+    from vidcolor.planes import chroma_codes, luma_unit
+    from vidcolor.runtime import Runtime
+
+    ref, _ = stab_ref
+    twin = Colorizer("zhang2016", None, Runtime(device="cpu", batch=8)).stabilized()
+    ys = np.stack([f[0] for f in _render(stab_src, range(STAB_N), 1)])
+    for s in range(0, STAB_N, 8):
+        cbcr = twin.chroma(luma_unit(ys[s:s + 8], 8, False), (H // 2, W // 2), "bt601")
+        codes = chroma_codes(cbcr, 8, False)
+        for j in range(8):
+            for p in (1, 2):
+                if s <= 44:
+                    np.testing.assert_array_equal(codes[j][p - 1], ref[s + j][p], err_msg=f"frame {s + j} plane {p}")
+                else:  # blocks 48 and 56 restarted at frames 4 and 12
+                    assert np.abs(codes[j][p - 1].astype(int) - ref[s + j][p]).max() <= 1, f"frame {s + j} plane {p}"
+
+
+def _mark_cut(clip, frame):
+    return core.std.FrameEval(clip, lambda n: core.std.SetFrameProp(clip, "_SceneChangePrev", intval=1)
+                              if n == frame else clip)
+
+
+def test_stabilize_restarts_at_scene_change(stab_src, stab_ref):
+    ref, plain = stab_ref
+    n = 40
+    marked = _mark_cut(stab_src[:n], 16)
+    assert marked.get_frame(16).props["_SceneChangePrev"] == 1 and "_SceneChangePrev" not in marked.get_frame(15).props
+    got = _render(colorize(marked, temporal="stabilize"), random.Random(1).sample(range(n), n), 4)
+    fresh = _render(colorize(stab_src[16:n], temporal="stabilize"), range(n - 16), 1)  # a fresh start at 16
+    for k in range(n):
+        for p in (1, 2):
+            if k < 16:  # before the mark: as without it
+                np.testing.assert_array_equal(got[k][p], ref[k][p], err_msg=f"frame {k} plane {p}")
+            else:  # from the mark on: as a clip that starts there
+                np.testing.assert_array_equal(got[k][p], fresh[k - 16][p], err_msg=f"frame {k} plane {p}")
+    assert all(np.array_equal(got[16][p], plain[16][p]) for p in (1, 2))  # the cut frame: the model's own
+    assert not all(np.array_equal(got[20][p], ref[20][p]) for p in (1, 2))  # and the mark changed what follows
+
+
+def test_stabilize_cut_inside_a_block(stab_src, stab_ref):
+    """A mark in the middle of a block: that frame is the model's own, and the next blocks restart there."""
+    ref, plain = stab_ref
+    n = 36
+    got = _render(colorize(_mark_cut(stab_src[:n], 19), temporal="stabilize"), list(reversed(range(n))), 1)
+    for p in (1, 2):
+        np.testing.assert_array_equal(got[19][p], plain[19][p])
+        np.testing.assert_array_equal(got[18][p], ref[18][p])
+    assert not all(np.array_equal(got[26][p], ref[26][p]) for p in (1, 2))
 
 
 # --------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from . import __version__
 from .errors import Interrupted, InvalidInput, OutputError, VidcolorError
 from .models import DEFAULT_MODEL, get_model, list_models
 
-COMMANDS = ("models", "train", "eval", "data", "batch")
+COMMANDS = ("models", "train", "eval", "data", "batch", "convert-weights")
 
 
 def _runtime(args):
@@ -259,8 +259,9 @@ def run_batch(argv) -> int:
     args = p.parse_args(argv)
     cfg = BatchConfig(inputs=tuple(args.inputs), outdir=pathlib.Path(args.output), model=args.model,
                       weights=args.weights, device=args.device, dtype=args.dtype, batch=args.batch,
-                      opts=_encode_options(args), ext=args.ext, jobs=args.jobs, ray=args.ray,
-                      segments=args.segments, overwrite=args.overwrite, progress=not args.quiet)
+                      saturation=args.saturation, stabilize=args.stabilize, opts=_encode_options(args),
+                      ext=args.ext, jobs=args.jobs, ray=args.ray, segments=args.segments,
+                      overwrite=args.overwrite, progress=not args.quiet)
     try:
         summary = batch(cfg)
     except KeyboardInterrupt as exc:
@@ -271,6 +272,50 @@ def run_batch(argv) -> int:
     for line in summary.lines():
         print(line, file=sys.stderr)
     return 1 if summary.failed else 0
+
+
+def run_convert_weights(argv) -> int:
+    import safetensors.torch
+
+    from . import weights
+
+    p = argparse.ArgumentParser(
+        prog="vidcolor convert-weights",
+        description="Convert a PyTorch checkpoint (such as an official .pth) to safetensors. The file is read "
+                    "without unpickling objects; {\"params\": ...} wrappers are unwrapped.")
+    p.add_argument("input", metavar="IN.pth", help="checkpoint to read (.pth, or .safetensors)")
+    p.add_argument("output", metavar="OUT.safetensors", help="safetensors file to write")
+    p.add_argument("--model", choices=list_models(), metavar="NAME",
+                   help="refuse weights that do not load strictly into this model")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output (never the input)")
+    args = p.parse_args(argv)
+    src, dst = pathlib.Path(args.input).expanduser(), pathlib.Path(args.output).expanduser()
+    if dst.suffix != ".safetensors":
+        raise OutputError(f"{dst}: the output is written as safetensors; give it the .safetensors suffix")
+    check_output(src, dst, args.overwrite)
+    state = weights.read_state_dict(src)
+    if args.model:
+        weights.load_into(get_model(args.model).build(), src, args.model)
+    # safetensors refuses tensors that share memory (tied or sliced views): give each its own.
+    seen: set[int] = set()
+    out = {}
+    for key, value in state.items():
+        ptr = value.untyped_storage().data_ptr()
+        out[key] = value.detach().clone().contiguous() if ptr in seen and value.numel() else value.contiguous()
+        seen.add(ptr)
+    tmp = dst.with_name(dst.name + ".partial")
+    try:
+        safetensors.torch.save_file(out, str(tmp), metadata={"converted_from": src.name,
+                                                           **({"model": args.model} if args.model else {})})
+        os.replace(tmp, dst)
+    except OSError as exc:
+        raise OutputError(f"{dst}: cannot be written ({exc.strerror or exc})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    n = sum(v.numel() for v in out.values())
+    print(f"wrote {dst}: {len(out)} tensors, {n / 1e6:.2f}M values"
+          + (f", checked against {args.model}" if args.model else ""), file=sys.stderr)
+    return 0
 
 
 def _on_sigterm(signum, frame):
@@ -285,7 +330,8 @@ def main(argv=None) -> int:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not the main thread: signals stay with the caller
         previous = None
-    run = {"models": run_models, "train": run_train, "eval": run_eval, "data": run_data, "batch": run_batch}
+    run = {"models": run_models, "train": run_train, "eval": run_eval, "data": run_data, "batch": run_batch,
+           "convert-weights": run_convert_weights}
     try:
         if argv and argv[0] in run:
             return run[argv[0]](argv[1:])
