@@ -19,12 +19,22 @@ from a restart point that depends on the block alone (the last
 back) to the block's end. The model's own predictions are made per whole block
 (so the same block always gives the same numbers) and the recent ones are kept,
 so sequential access runs the model once per frame.
+
+A temporal model (``temporal_unet``: it takes the previous coloured frame as
+input) runs its recurrence in chains that restart on a fixed grid: the chain
+serving a block starts at r = the last multiple of K at least W = K/2 frames
+before the block's first frame, or at the last ``_SceneChangePrev`` after that
+(the model's own scene-cut detector also restarts it inside a chain). A chain's
+state after each block is kept, so on sequential access the next block
+continues it (the model runs about (K + W) / K times per frame); any other
+order recomputes the chain from r, with the same numbers.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import copy
 import os
 import sys
 import threading
@@ -188,6 +198,17 @@ class _Filter:
         self.fresh: collections.OrderedDict[int, torch.Tensor] = collections.OrderedDict()
         self.fresh_lock = threading.Lock()
         self.fresh_keep = self.history // batch + 2
+        #: a temporal model: restart grid K, warm-up W, detector look-back (see the module docstring)
+        self.recurrent = colorizer.temporal
+        if self.recurrent:
+            from vidcolor.temporal import SceneCutDetector, warmup_frames
+
+            self.grid = warmup_frames()
+            self.warm = self.grid // 2
+            self.lookback = SceneCutDetector().lookback
+            self.history = -(-(self.grid + self.warm + self.lookback) // batch) * batch
+            # (restart frame, next frame) -> the chain's Recurrence state before that frame
+            self.chains: collections.OrderedDict = collections.OrderedDict()
         self.blocks = _Blocks(self._compute)
         self.started: collections.deque[int] = collections.deque(maxlen=4)  # blocks whose model run began
 
@@ -238,7 +259,12 @@ class _Filter:
     def _compute(self, b: int, frames, history=None):
         fin, fout = self.fin, self.fout
         h, w = self.src.height, self.src.width
-        ab = None if history is None else self._stabilized_ab(b, frames, history)
+        if history is None:
+            ab = None
+        elif self.recurrent:
+            ab = self._recurrent_ab(b, frames, history)
+        else:
+            ab = self._stabilized_ab(b, frames, history)
         groups: dict[tuple[str, bool], list[int]] = {}
         for k, f in enumerate(frames):
             key = (_matrix(f.props, h), _full_range(f.props, fin))
@@ -330,6 +356,36 @@ class _Filter:
         out = stab.run(y_small[r - first:], ab.numpy(), cuts[r - lo:])
         return torch.from_numpy(np.stack(out[len(out) - len(frames):]))
 
+    def _recurrent_ab(self, b: int, frames, history) -> torch.Tensor:
+        """A temporal model's ab of block b: its chain from restart r, continued when kept."""
+        from vidcolor.temporal import Recurrence
+
+        s, K, W = b * self.batch, self.grid, self.warm
+        lo = max(0, s - self.history)
+        allf = (list(history[len(history) - (s - lo):]) if s > lo else []) + list(frames)
+        cuts = [bool(int(f.props.get("_SceneChangePrev", 0))) for f in allf]
+        g = max(0, (s - W) // K * K)
+        r = max([g] + [lo + k for k in range(g - lo, s - lo + 1) if cuts[k]])
+        twin = copy.copy(self.colorizer)
+        with self.model_lock:
+            state = self.chains.pop((r, s), None)
+            if state is None:  # from the restart point; the detector sees the frames before it
+                twin.recurrence = Recurrence()
+                first = max(0, r - self.lookback)
+                if r > first:
+                    twin.prime(self._lumas(allf[first - lo:r - lo]))
+                run, run_cuts = allf[r - lo:], cuts[r - lo:]
+            else:
+                twin.recurrence = state
+                run, run_cuts = list(frames), cuts[s - lo:]
+            if b not in self.started:
+                self._prefetch(b)
+            ab = twin.predict_ab(self._lumas(run).to(self.colorizer.device), run_cuts).to("cpu", torch.float32)
+            self.chains[(r, s + len(frames))] = copy.deepcopy(twin.recurrence)
+            while len(self.chains) > _MAX_PENDING_BLOCKS:
+                self.chains.popitem(last=False)
+        return ab[len(ab) - len(frames):]
+
     def _chroma_of_ab(self, ab: torch.Tensor, y: torch.Tensor, size, matrix: str) -> torch.Tensor:
         """`Colorizer.chroma` from ab already predicted (and stabilized)."""
         with torch.inference_mode():
@@ -402,8 +458,7 @@ def _temporal_window(temporal) -> int:
         from vidcolor.temporal import warmup_frames
 
         return warmup_frames()
-    raise _error(f"temporal={temporal!r}: use None (each frame alone) or 'stabilize' (True is the same); "
-                 "temporal models are not available yet")
+    raise _error(f"temporal={temporal!r}: use None (each frame alone) or 'stabilize' (True is the same)")
 
 
 # --------------------------------------------------------------------------
@@ -517,7 +572,11 @@ def colorize(clip: vs.VideoNode, model: str = "zhang2016", weights: str | os.Pat
         at the model's working size, on the CPU) steps through up to K +
         ``batch`` frames per block, so a larger ``batch`` makes it cheaper;
         random access also reruns the model on the blocks in the K frames before.
-        Temporal models are not available yet.
+        A temporal model (``model="temporal_unet"``) always sees its previous
+        output; it runs in chains restarting at ``_SceneChangePrev``, at its
+        own detected cuts and on a grid of K frames (each chain warmed up on
+        K/2 frames before it), with the same guarantee; leave temporal=None
+        with it.
     :param hints: reserved for user colour hints; not available yet, leave it None.
     :param output: the output format: None gives the input's family (RGB of the
         same sample type for GRAY input), ``"rgb"`` or ``"yuv"`` choose the
@@ -540,6 +599,9 @@ def colorize(clip: vs.VideoNode, model: str = "zhang2016", weights: str | os.Pat
         colorizer, model_lock = _load(model, weights, device, dtype, batch or Runtime.batch)
     except VidcolorError as exc:
         raise _error(_vs_wording(str(exc))) from None
+    if window and colorizer.temporal:
+        raise _error(f"model={model!r} already conditions each frame on the previous one; "
+                     "leave temporal=None with it")
     b = colorizer.runtime.batch
     filt = _Filter(colorizer, model_lock, clip, native, model, b, window)
     clips = _block_clips(clip, b) + (_history_clips(clip, b, filt.history) if filt.history else [])

@@ -321,8 +321,7 @@ def test_errors():
     assert "unknown model 'nope'" in msg and "zhang2016" in msg
     assert "weights=" in _err(model="zhang2016-full")
     assert "no such weights file" in _err(weights="/nonexistent/w.safetensors")
-    msg = _err(temporal="flow")
-    assert "'stabilize'" in msg and "not available yet" in msg
+    assert "'stabilize'" in _err(temporal="flow")
     assert "temporal=" in _err(temporal=3)
     assert "not available yet" in _err(hints=[])
     assert "device=" in _err(device="tpu")
@@ -510,6 +509,92 @@ def test_stabilize_cut_inside_a_block(stab_src, stab_ref):
         np.testing.assert_array_equal(got[19][p], plain[19][p])
         np.testing.assert_array_equal(got[18][p], ref[18][p])
     assert not all(np.array_equal(got[26][p], ref[26][p]) for p in (1, 2))
+
+
+# --------------------------------------------------------------------------
+# a temporal model (previous-frame input)
+# --------------------------------------------------------------------------
+
+REC_N = 80  # past the first chain restart (frame 44, serving the blocks from frame 72 on)
+
+
+@pytest.fixture(scope="module")
+def rec_weights(tmp_path_factory):
+    """temporal_unet weights: the shipped ones, or a seeded initialisation (the mechanism is what is tested)."""
+    import torch
+
+    from vidcolor import weights
+    from vidcolor.models import get_model
+
+    shipped = weights.shipped_dir() / "temporal_unet.safetensors"
+    if shipped.is_file():
+        return str(shipped)
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("rec") / "temporal_unet.safetensors"
+    weights.save(get_model("temporal_unet").build().eval(), path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def rec_src():
+    return core.resize.Bicubic(textured(REC_N), format=vs.YUV420P8)
+
+
+@pytest.fixture(scope="module")
+def rec_ref(rec_src, rec_weights):
+    return _render(colorize(rec_src, model="temporal_unet", weights=rec_weights), range(REC_N), 1)
+
+
+def test_temporal_model_any_order_and_threads(rec_src, rec_weights, rec_ref):
+    n = REC_N
+    orders = {"reverse": (list(reversed(range(n))), 1), "random, 4 threads": (random.Random(5).sample(range(n), n), 4),
+              "in order, 4 threads": (list(range(n)), 4)}
+    for name, (order, threads) in orders.items():
+        got = _render(colorize(rec_src, model="temporal_unet", weights=rec_weights), order, threads)
+        for k, (x, y) in enumerate(zip(rec_ref, got)):
+            for p, (a, b) in enumerate(zip(x, y)):
+                np.testing.assert_array_equal(a, b, err_msg=f"{name}: frame {k} plane {p}")
+
+
+def test_temporal_model_matches_the_sequential_recurrence(rec_src, rec_weights, rec_ref):
+    """Blocks served by the chain from frame 0 equal the CLI's one recurrence through the clip; the
+    chain restarted at 44 (warmed up on 28 frames) serves the blocks from 72 on and stays close."""
+    from vidcolor.colorizer import Colorizer
+    from vidcolor.planes import chroma_codes, luma_unit
+    from vidcolor.runtime import Runtime
+
+    seq = Colorizer("temporal_unet", rec_weights, Runtime(device="cpu", batch=8))
+    assert seq.temporal and seq.recurrence is not None
+    ys = np.stack([f[0] for f in _render(rec_src, range(REC_N), 1)])
+    for s in range(0, REC_N, 8):
+        codes = chroma_codes(seq.chroma(luma_unit(ys[s:s + 8], 8, False), (H // 2, W // 2), "bt601"), 8, False)
+        for j in range(8):
+            for p in (1, 2):
+                diff = np.abs(codes[j][p - 1].astype(int) - rec_ref[s + j][p])
+                if s < 72:
+                    assert diff.max() == 0, f"frame {s + j} plane {p}"
+                else:
+                    assert diff.mean() < 2, f"frame {s + j} plane {p}"
+    # the previous frame matters: the same frames one by one from a blank history differ
+    alone = Colorizer("temporal_unet", rec_weights, Runtime(device="cpu", batch=1))
+    one = chroma_codes(alone.fresh().chroma(luma_unit(ys[30:31], 8, False), (H // 2, W // 2), "bt601"), 8, False)
+    assert not np.array_equal(one[0][0], rec_ref[30][1])
+
+
+def test_temporal_model_restarts_at_scene_change(rec_src, rec_weights, rec_ref):
+    n = 40
+    got = _render(colorize(_mark_cut(rec_src[:n], 16), model="temporal_unet", weights=rec_weights),
+                  random.Random(2).sample(range(n), n), 4)
+    fresh = _render(colorize(rec_src[16:n], model="temporal_unet", weights=rec_weights), range(n - 16), 1)
+    for k in range(n):
+        for p in (1, 2):
+            want = rec_ref[k][p] if k < 16 else fresh[k - 16][p]
+            np.testing.assert_array_equal(got[k][p], want, err_msg=f"frame {k} plane {p}")
+
+
+def test_temporal_model_refuses_stabilize(rec_src, rec_weights):
+    with pytest.raises(vs.Error, match="temporal=None"):
+        colorize(rec_src, model="temporal_unet", weights=rec_weights, temporal="stabilize")
 
 
 # --------------------------------------------------------------------------

@@ -207,9 +207,9 @@ def run_eval(argv) -> int:
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for source in args.sources:
-        colorizers = {n: c.colorize_rgb for n, c in models.items()}
+        # Fresh temporal state per source: no colour carries over between videos.
+        colorizers = {n: c.fresh().colorize_rgb for n, c in models.items()}
         if args.stabilize:
-            # A fresh stabilizer per source: no colour carries over between videos.
             colorizers.update({f"{n}+stabilize": c.stabilized().colorize_rgb for n, c in models.items()})
         results.append(evaluate(pathlib.Path(source), colorizers, out, batch=args.batch,
                                 max_frames=args.max_frames, progress=not args.quiet))

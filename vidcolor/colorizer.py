@@ -30,6 +30,8 @@ def working_shape(height: int, width: int, short: int) -> tuple[int, int]:
 class Colorizer:
     #: a `vidcolor.temporal.Stabilizer` the predictions go through, frame after frame, or None.
     stabilizer = None
+    #: a temporal model's previous-frame state (`vidcolor.temporal.Recurrence`), or None.
+    recurrence = None
 
     def __init__(self, model: str = "zhang2016", weights: str | os.PathLike | None = None,
                  runtime: Runtime = Runtime(), saturation: float = 1.0):
@@ -43,6 +45,26 @@ class Colorizer:
         self.gain = chroma_gain(weights_path(self.spec, weights)) * saturation
         if self.device.type == "cpu":
             self.model = self.model.to(memory_format=torch.channels_last)
+        if self.temporal:
+            from .temporal import Recurrence
+
+            self.recurrence = Recurrence()
+
+    @property
+    def temporal(self) -> bool:
+        """Whether the model takes the previous coloured frame: frames must come in display order."""
+        return bool(getattr(self.model, "temporal", False))
+
+    def fresh(self) -> "Colorizer":
+        """A twin sharing the loaded model, with the temporal state (if any) of a new video."""
+        from .temporal import Recurrence, Stabilizer
+
+        twin = copy.copy(self)
+        if self.recurrence is not None:
+            twin.recurrence = Recurrence()
+        if self.stabilizer is not None:
+            twin.stabilizer = Stabilizer()
+        return twin
 
     def stabilized(self, stabilizer=None) -> "Colorizer":
         """A twin sharing the loaded model whose colour is steadied over time (`--stabilize`).
@@ -52,13 +74,29 @@ class Colorizer:
         """
         from .temporal import Stabilizer
 
-        twin = copy.copy(self)
+        twin = self.fresh()
         twin.stabilizer = stabilizer if stabilizer is not None else Stabilizer()
         return twin
 
     def reset(self) -> None:
-        if self.stabilizer is not None:
-            self.stabilizer.reset()
+        for state in (self.stabilizer, self.recurrence):
+            if state is not None:
+                state.reset()
+
+    def prime(self, y: torch.Tensor) -> None:
+        """Show the scene-cut detectors frames before a restart point (luma (N,1,H,W) in 0..1)."""
+        if self.stabilizer is None and self.recurrence is None:
+            return
+        size = working_shape(*y.shape[-2:], self.spec.working_size)
+        small = self._small(y, size)
+        for state in (self.stabilizer, self.recurrence):
+            if state is not None:
+                state.prime(small)
+
+    @staticmethod
+    def _small(y: torch.Tensor, size) -> np.ndarray:
+        """Luma at the working size for the detectors and the flow: their cost does not grow with the video's."""
+        return F.interpolate(y.float(), size=size, mode="area")[:, 0].to("cpu", torch.float32).numpy()
 
     @torch.inference_mode()
     def predict_ab(self, y: torch.Tensor, cuts: Sequence[bool] | None = None) -> torch.Tensor:
@@ -71,16 +109,23 @@ class Colorizer:
         l = color.gray_to_l(color.resize(y.float(), size))
         if self.device.type == "cpu":
             l = l.contiguous(memory_format=torch.channels_last)
-        with self.runtime.autocast():
-            raw = self.model(l)
-        ab = self.model.decode(raw).float()
-        if self.gain != 1.0:
-            ab = ab * self.gain
+        y_small = self._small(y, size) if self.stabilizer is not None or self.recurrence is not None else None
+        if self.recurrence is None:
+            with self.runtime.autocast():
+                raw = self.model(l)
+            ab = self.model.decode(raw).float() * self.gain
+        else:
+            def step(i, prev):
+                # One frame per call: each frame's history is the previous frame's output.
+                if prev is not None and prev.shape[-2:] != l.shape[-2:]:
+                    prev = None  # a new size is a new shot
+                with self.runtime.autocast():
+                    raw = self.model(l[i:i + 1], prev)
+                return self.model.decode(raw).float() * self.gain
+
+            ab = torch.cat(self.recurrence.run(step, y_small, cuts))
         if self.stabilizer is None:
             return ab
-        # The stabilizer works at the working size: its cost does not grow with the video's.
-        y_small = F.interpolate(y.to(ab.device).float(), size=ab.shape[-2:], mode="area")
-        y_small = y_small[:, 0].to("cpu", torch.float32).numpy()
         out = self.stabilizer.run(y_small, ab.to("cpu", torch.float32).numpy(), cuts)
         return torch.from_numpy(np.stack(out)).to(ab.device)
 

@@ -11,6 +11,10 @@ frame. Two pieces fix that for any model of the registry:
   agree and the luminance matches after flicker compensation, and blends it
   with the model's fresh prediction by that confidence. It resets at cuts.
 
+A third piece serves the temporal models (`temporal_unet`), which take the
+previous coloured frame as input: `Recurrence` holds that frame and drops it
+at the same cuts, so the model starts each shot from a blank history.
+
 `Colorizer.stabilized()` gives a twin of a `vidcolor.colorizer.Colorizer`
 whose predictions go through a `Stabilizer`, so the engine, `vidcolor eval`
 and the VapourSynth filter use it in place of the plain one.
@@ -33,7 +37,7 @@ import cv2
 import numpy as np
 import torch
 
-__all__ = ["DEFAULT_ALPHA", "SceneCutDetector", "Stabilizer", "warmup_frames"]
+__all__ = ["DEFAULT_ALPHA", "Recurrence", "SceneCutDetector", "Stabilizer", "warmup_frames"]
 
 #: Weight of the motion-compensated previous output where it is fully trusted.
 #: Chosen on the evaluation videos (benchmarks/bench_temporal.py, a zhang2016
@@ -437,4 +441,53 @@ class Stabilizer:
         out = [self.step(ys[i], chromas[i], bool(cuts[i])) for i in range(len(ys))]
         if isinstance(chromas, torch.Tensor):
             return torch.stack(out) if out else chromas[:0].clone()
+        return out
+
+
+class Recurrence:
+    """Previous-frame conditioning of a temporal model (``model.temporal``), frame after frame.
+
+    The state is the last output ab, fed back as the next frame's history. It is
+    dropped where `Stabilizer` drops its own (detected cuts, external cut flags,
+    a change of size, `reset`), so each shot starts from a blank history, as the
+    model was trained to (the blank previous frame of its Bernoulli draw). Like
+    the stabilizer's, the output of frame t is a pure function of the frames
+    since the last restart and the detector's ``lookback`` frames before it.
+    """
+
+    def __init__(self, detector: SceneCutDetector | None | bool = True) -> None:
+        if detector is True:
+            detector = SceneCutDetector()
+        self.detector: SceneCutDetector | None = detector or None
+        self.reset()
+
+    def reset(self) -> None:
+        self.prev: torch.Tensor | None = None
+        if self.detector is not None:
+            self.detector.reset()
+
+    def restart(self) -> None:
+        self.prev = None
+
+    def prime(self, lumas: Iterable) -> None:
+        """Feed the detector the frames before a restart point (see `Stabilizer.prime`)."""
+        if self.detector is not None:
+            for y in lumas:
+                self.detector.update(y)
+        self.restart()
+
+    def run(self, step, ys: Sequence, cuts: Sequence[bool] | None = None) -> list:
+        """ab of consecutive frames: ``step(i, prev_ab or None)`` predicts frame i from its history.
+
+        ``ys``: the frames' luma (any size; the detector sees it), ``cuts``: external cut flags.
+        """
+        cuts = list(cuts) if cuts is not None else [False] * len(ys)
+        out = []
+        for i, y in enumerate(ys):
+            detected = self.detector.update(_as_plane(y)) if self.detector is not None else False
+            if detected or cuts[i]:
+                self.prev = None
+            ab = step(i, self.prev)
+            self.prev = ab
+            out.append(ab)
         return out
