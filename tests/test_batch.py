@@ -284,6 +284,47 @@ def test_joined_x264_within_encoder_tolerance(colorizer, tmp_path):
         assert err_joined < err_single + 1.0  # the noise texture costs x264 ~3.5 levels at crf 18
 
 
+def test_stabilized_segments_warm_up_before_the_join(colorizer, tmp_path):
+    """--stabilize: each segment after the first starts warm (44 frames processed and dropped), so the
+    joined film has every frame once and its colour at the join is the single run's, near enough; a cold
+    start would take the model's own colour at the join."""
+    from vidcolor.segments import warmup_seconds
+    from vidcolor.temporal import warmup_frames
+
+    src = make_video(tmp_path / "film.mkv", codec="ffv1", frames=72, gop=12)
+    opts = EncodeOptions(codec="ffv1")
+    single = tmp_path / "single.mkv"
+    colorize_video(src, single, colorizer.stabilized(), opts, progress=False)
+    plan = plan_segments(src, 2, opts)
+    assert len(plan) == 2 and plan[1].start is not None
+    warm = warmup_seconds(src, warmup_frames())
+    assert warm == pytest.approx(44 / 24)
+    results = {}
+    for label, w in (("warm", warm), ("cold", 0.0)):
+        parts = [tmp_path / f"{label}{s.index}.mkv" for s in plan]
+        for seg, part in zip(plan, parts):
+            opts_seg = segment_options(opts, seg, w)
+            assert opts_seg.warmup == (w if seg.index else 0.0)
+            stats = colorize_video(src, part, colorizer.stabilized(), opts_seg, progress=False)
+            assert stats.frames == seg.frames  # warm-up frames are not written
+        joined = tmp_path / f"{label}.mkv"
+        join_segments(src, parts, joined, opts)
+        results[label] = probe(joined)
+    a = probe(single)
+    cut = plan[0].frames
+    for label, b in results.items():
+        assert b.pts == a.pts, label
+        for i in range(cut):  # the first segment is the single run's start, bit for bit
+            assert all(np.array_equal(x, y) for x, y in zip(a.planes[i], b.planes[i])), f"{label}: frame {i}"
+
+    def chroma_gap(b, i):
+        return max(np.abs(a.planes[i][p].astype(int) - b.planes[i][p]).mean() for p in (1, 2))
+
+    warm_gap = max(chroma_gap(results["warm"], i) for i in range(cut, cut + 4))
+    cold_gap = max(chroma_gap(results["cold"], i) for i in range(cut, cut + 4))
+    assert warm_gap < 0.25 and warm_gap < cold_gap / 4, (warm_gap, cold_gap)
+
+
 # --------------------------------------------------------------------------
 # the local process pool
 # --------------------------------------------------------------------------

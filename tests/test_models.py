@@ -33,6 +33,14 @@ def test_model_forward_decode_loss(name, tmp_path):
         assert torch.equal(model.decode(model(l)), again.decode(again(l)))
 
 
+@pytest.mark.parametrize("name", [n for n in list_models() if get_model(n).weights])
+def test_shipped_weights_load_strictly(name):
+    path = weights.shipped_dir() / get_model(name).weights
+    assert path.is_file(), f"{name}: the registry names {path}, which is not there"
+    weights.load_into(get_model(name).build(), path, name)  # strict: every key, every shape
+    assert not weights.load_model(name).training
+
+
 def test_unknown_model_lists_valid_names():
     with pytest.raises(UnknownModel) as e:
         get_model("nope")

@@ -721,7 +721,13 @@ def run_batch(cfg: BatchConfig) -> Summary:
 
 
 def _run(cfg, items, outdir, manifest, t0, plan_segments, segment_options, join_segments) -> Summary:
+    from .models import get_model
+    from .segments import warmup_seconds
+    from .temporal import warmup_frames
+
     summary = Summary(outdir, files=len(items))
+    # State carried from frame to frame needs a warm-up overlap before each segment.
+    stateful = cfg.stabilize or get_model(cfg.model).temporal
     settings = cfg.settings()
     previous = manifest.settings()
     if previous is not None and previous != settings:
@@ -798,6 +804,7 @@ def _run(cfg, items, outdir, manifest, t0, plan_segments, segment_options, join_
             continue
         seg_rows[item.key] = rows
         left = set()
+        warm = warmup_seconds(item.src, warmup_frames()) if stateful else 0.0
         for r in rows:
             path = pathlib.Path(r["path"])
             _remove_partials(path)
@@ -805,15 +812,10 @@ def _run(cfg, items, outdir, manifest, t0, plan_segments, segment_options, join_
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
             seg = _segment_of(r)
-            tasks.append(Task(item.key, r["idx"], str(item.src), str(path), segment_options(cfg.opts, seg)))
+            tasks.append(Task(item.key, r["idx"], str(item.src), str(path), segment_options(cfg.opts, seg, warm)))
             left.add(r["idx"])
         seg_left[item.key] = left
     ready_to_join = [k for k, left in seg_left.items() if not left]
-    if cfg.stabilize and seg_rows:
-        # TODO(temporal warm-up): a later issue gives each segment frames before its start,
-        # processed and dropped, so the stabilizer's state is warm at the join.
-        _say(cfg, "note: --stabilize starts afresh at each segment (no warm-up overlap yet): "
-                  "the colour may step at the joins")
 
     devices: list[str] = []
     jobs = cfg.jobs

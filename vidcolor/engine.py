@@ -51,6 +51,19 @@ class EncodeOptions:
     #: None: --start. `vidcolor batch --segments` writes each segment on the whole
     #: film's clock (0 or the film's --start) so the segments join without retiming.
     timestamps_from: float | None = None
+    #: Seconds before --start decoded and colorized but not written: a stateful colorizer
+    #: (--stabilize, temporal models) reaches --start warm, as in a run through the whole
+    #: film (`vidcolor batch --segments` gives each segment after the first this overlap).
+    warmup: float = 0.0
+
+
+class _Warm:
+    """A frame before --start that only warms the colorizer's temporal state."""
+
+    __slots__ = ("frame",)
+
+    def __init__(self, frame):
+        self.frame = frame
 
 
 @dataclasses.dataclass
@@ -255,12 +268,13 @@ class VideoJob:
         origin = inp.start_time / av.time_base if inp.start_time else 0.0
         start, end = start + origin, end + origin
         windowed = start > origin or end < float("inf")
+        warm_from = max(origin, start - self.opts.warmup) if self.opts.warmup > 0 else start
         # After a seek, packets wait here until the first frame shows that decoding
         # starts at or before --start: formats without an index (MPEG-PS/TS) may land
         # after the keyframe, and the decoder then drops frames up to the next one.
         held: list | None = None
-        if start > origin:
-            inp.seek(int(start / vstream.time_base), stream=vstream, backward=True)
+        if warm_from > origin:
+            inp.seek(int(warm_from / vstream.time_base), stream=vstream, backward=True)
             held = []
         # Streams whose packets may sit in the file after the last video frame of the window.
         trailing = {i for i, s in copies.items() if s.type in ("audio", "video")}
@@ -296,10 +310,10 @@ class VideoJob:
                     continue
                 for frame in vstream.decode(packet):
                     ft = frame.time if frame.time is not None else decoded / float(vstream.guessed_rate or 25)
-                    if ft < start - 1e-6:
+                    if ft < warm_from - 1e-6:
                         continue
                     if held is not None:
-                        if ft > start + _frame_seconds(frame, vstream) + 1e-3:
+                        if ft > warm_from + _frame_seconds(frame, vstream) + 1e-3:
                             # The seek overshot: decode from the beginning instead.
                             held = None
                             inp.seek(vstream.start_time or 0, stream=vstream, backward=True)
@@ -308,6 +322,9 @@ class VideoJob:
                         for item in held:
                             _put(q_out, item, stop)
                         held = None
+                    if ft < start - 1e-6:
+                        _put(q_out, _Warm(frame), stop)
+                        continue
                     if ft >= end:
                         video_done = True
                         break
@@ -352,12 +369,16 @@ class VideoJob:
                 flush()
                 _put(q_out, _END, stop)
                 return
+            warm = isinstance(item, _Warm)
+            if warm:
+                item = item.frame
             if isinstance(item, av.VideoFrame):
                 if lay_box[0] is None:
                     lay_box[0] = _layout(self._vstream, item, self.opts.pix_fmt, self.opts.codec)
                 item = _to_planes(item, lay_box[0])
                 frames.append(item)
-            pending.append(item)
+            if not warm:  # warm-up frames go through the model only
+                pending.append(item)
             if len(frames) >= self.batch:
                 flush()
 

@@ -128,6 +128,9 @@ def bin_counts(images, bins: torch.Tensor, size: int = 64) -> torch.Tensor:
 
 
 def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True) -> pathlib.Path:
+    if getattr(get_model(cfg.model).build(), "temporal", False):  # GAN on frame pairs, not this loop
+        from . import train_temporal
+        return train_temporal.train(cfg, runtime, progress)
     from tqdm import tqdm
 
     spec = get_model(cfg.model)

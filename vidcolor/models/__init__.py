@@ -27,6 +27,8 @@ class ModelSpec:
     summary: str
     #: where users get weights when none ship (official checkpoints).
     weights_hint: str | None = None
+    #: takes the previous coloured frame: frames must be given in order (``model.temporal``).
+    temporal: bool = False
 
 
 _MODELS: dict[str, ModelSpec] = {}
@@ -34,11 +36,11 @@ DEFAULT_MODEL = "zhang2016"
 
 
 def register_model(name: str, *, working_size: int, weights: str | None, summary: str,
-                   weights_hint: str | None = None):
+                   weights_hint: str | None = None, temporal: bool = False):
     def wrap(build: Callable[..., torch.nn.Module]):
         if name in _MODELS:
             raise ValueError(f"model {name!r} is registered twice")
-        _MODELS[name] = ModelSpec(name, build, working_size, weights, summary, weights_hint)
+        _MODELS[name] = ModelSpec(name, build, working_size, weights, summary, weights_hint, temporal)
         return build
 
     return wrap
@@ -59,3 +61,5 @@ def list_models() -> list[str]:
 from . import zhang2016  # noqa: E402,F401
 from . import eccv16, siggraph17  # noqa: E402,F401
 from . import cheng2015, iizuka2016, koalarization, larsson2016, semantic_unet  # noqa: E402,F401
+from . import ddcolor  # noqa: E402,F401
+from . import temporal_unet  # noqa: E402,F401

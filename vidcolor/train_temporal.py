@@ -1,0 +1,274 @@
+"""Adversarial training of temporal models (`temporal_unet`), as Thasarathan et al.
+
+`vidcolor.train.train` hands a model whose class says ``temporal = True`` to
+`train` here, with the same `TrainConfig`, checkpoints, ``--resume`` and log.
+
+Each sample is a pair of consecutive frames, cut by `vidcolor.sequences`
+from a still photo filmed by a virtual camera or from a colour clip. The
+previous frame's ab is the true one or blank (ab = 0), by a fair coin per
+sample, as in the authors' code, so one network both starts a shot and
+carries its colours on. The generator's objective, with the authors' code's
+weights, is
+
+    10 L1 + 1000 style + 1 content + 1 adversarial
+
+with L1 on the tanh output (ab / 110; the authors' is on RGB in 0..1), the
+non-saturating GAN loss against a PatchGAN that sees the current L and the
+previous ab, and content (perceptual) and style (Gram matrix) losses on the
+features of a frozen network. No ImageNet VGG is downloaded: the features
+come from the first four blocks of the project's own shipped `zhang2016`
+colorizer (`LabFeatures`). As in the authors' code: Adam with beta1 = 0, the
+discriminator's learning rate a tenth of the generator's, and the
+discriminator stepped on the first step and every 12th only. Unlike it:
+both learning rates follow `vidcolor.train`'s warm-up and cosine decay,
+because a CPU budget of a few thousand steps ends long before their 50
+epochs would, and the discriminator's loss is only computed on the steps it
+is stepped (the authors compute and discard it on the others).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import weights
+from .models import get_model
+from .models.temporal_unet import PatchDiscriminator
+from .runtime import Runtime
+from .sequences import Sources, load_sources, random_sequences
+from .train import TrainConfig, split_lab
+
+#: the generator objective's weights, from the authors' train.py (its
+#: adversarial weight option is never applied there: the term counts once).
+LOSS_WEIGHTS = {"l1": 10.0, "style": 1000.0, "content": 1.0, "adversarial": 1.0}
+#: chance that a sample's previous frame is blank (the authors' coin).
+BLANK_PROB = 0.5
+#: the discriminator steps on step 1 and every D_EVERY-th step.
+D_EVERY = 12
+#: its learning rate relative to the generator's.
+D_LR_RATIO = 0.1
+ADAM_BETAS = (0.0, 0.999)
+
+
+class LabFeatures(torch.nn.Module):
+    """Frozen features of Lab images from the shipped `zhang2016` network's first four blocks.
+
+    That network was trained on L alone (normalised as (L - 50) / 100), so
+    each of L, a and b goes through it as a one-channel image in the same
+    units (a / 100, b / 100: one unit of a is one unit of L to the filters),
+    and the three feature maps are stacked along channels. L is the same in
+    the generated and the true image, so its features only count through the
+    Gram matrices, where they correlate luminance structure with colour.
+    Taps per block: after its first ReLU (the content layers, as VGG's
+    relu1_1 .. relu4_1) and after its second (the style layers, blocks 2-4,
+    as relu2_2 .. relu4_4).
+    """
+
+    def __init__(self, zhang: torch.nn.Module, blocks: int = 4):
+        super().__init__()
+        self.blocks = torch.nn.ModuleList(zhang.features[:blocks])
+        self.requires_grad_(False).eval()
+
+    def train(self, mode: bool = True):
+        # Always in eval: its batch norms keep the statistics they were trained with.
+        return super().train(False)
+
+    def _one(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        content, style = [], []
+        for i, block in enumerate(self.blocks):
+            x = block[1](block[0](x))
+            content.append(x)
+            x = block[3](block[2](x))
+            if i:
+                style.append(x)
+            x = block[4](x)
+        return content, style
+
+    def forward(self, l: torch.Tensor, ab: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        n = l.shape[0]
+        planes = torch.cat(((l - 50.0) / 100.0, ab[:, :1] / 100.0, ab[:, 1:] / 100.0), dim=0)
+        content, style = self._one(planes)
+        # (3N, C, h, w) -> (N, 3C, h, w): L, a and b features side by side.
+        regroup = [torch.cat(f.split(n, dim=0), dim=1) for f in (content + style)]
+        return regroup[:len(content)], regroup[len(content):]
+
+
+def gram(f: torch.Tensor) -> torch.Tensor:
+    """Gram matrix normalised by the feature map's size, as the authors' style loss."""
+    n, c, h, w = f.shape
+    f = f.reshape(n, c, h * w)
+    return f @ f.transpose(1, 2) / (c * h * w)
+
+
+def perceptual_losses(features: LabFeatures, l: torch.Tensor, ab_fake: torch.Tensor,
+                      ab_real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Content (L1 of features) and style (L1 of Gram matrices) of generated vs true ab."""
+    fake_c, fake_s = features(l, ab_fake)
+    with torch.no_grad():
+        real_c, real_s = features(l, ab_real)
+    content = sum(F.l1_loss(a, b) for a, b in zip(fake_c, real_c))
+    style = sum(F.l1_loss(gram(a), gram(b)) for a, b in zip(fake_s, real_s))
+    return content, style
+
+
+def _bce(logits: torch.Tensor, real: bool) -> torch.Tensor:
+    target = torch.ones_like(logits) if real else torch.zeros_like(logits)
+    return F.binary_cross_entropy_with_logits(logits.float(), target)
+
+
+def training_pairs(sources: Sources, batch: int, crop: int, rng: np.random.Generator, device):
+    """(L, previous ab, ab) of ``batch`` consecutive frame pairs; previous ab blank by the coin."""
+    seq = torch.from_numpy(random_sequences(sources, batch, 2, crop, rng))
+    rgb = seq.permute(0, 1, 4, 2, 3).float().div_(255)
+    _, prev_ab = split_lab(rgb[:, 0])
+    l, ab = split_lab(rgb[:, 1])
+    blank = torch.from_numpy(rng.random(batch) < BLANK_PROB)
+    prev_ab[blank] = 0.0
+    return l.to(device), prev_ab.to(device), ab.to(device)
+
+
+def _sha(path) -> str:
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()[:16]
+
+
+def _schedule(steps: int):
+    # vidcolor.train's: warm-up over 100 steps, cosine decay to 5% of the peak.
+    return lambda s: min(1.0, (s + 1) / 100) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+
+
+def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True):
+    from tqdm import tqdm
+
+    spec = get_model(cfg.model)
+    device = runtime.torch_device
+    runtime.configure_threads()
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    last, last_d = cfg.out / "last.safetensors", cfg.out / "last_discriminator.safetensors"
+    state_file = cfg.out / "train_state.pt"
+
+    sources = load_sources(cfg.data, short=2 * cfg.crop, frames_per_video=cfg.frames_per_video)
+    gen, disc = spec.build(), PatchDiscriminator()
+    zhang_path = weights.weights_path(get_model("zhang2016"), None)
+    features = LabFeatures(weights.load_model("zhang2016", None, Runtime(device="cpu"))).to(device)
+
+    step, seconds, state = 0, 0.0, None
+    if cfg.resume and last.is_file() and last_d.is_file() and state_file.is_file():
+        weights.load_into(gen, last, cfg.model)
+        weights.load_into(disc, last_d, f"{cfg.model} discriminator")
+        state = torch.load(state_file, map_location="cpu", weights_only=True)
+        step, seconds = int(state["step"]), float(state["seconds"])
+        rng = np.random.default_rng([cfg.seed, step])
+    gen.to(device).train()
+    disc.to(device).train()
+    opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr, betas=ADAM_BETAS)
+    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr * D_LR_RATIO, betas=ADAM_BETAS)
+    sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, _schedule(cfg.steps))
+    sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, _schedule(cfg.steps))
+    if state is not None:
+        opt_g.load_state_dict(state["optimizer"])
+        opt_d.load_state_dict(state["optimizer_d"])
+        sched_g.load_state_dict(state["scheduler"])
+        sched_d.load_state_dict(state["scheduler_d"])
+
+    meta = {"model": cfg.model, "data": ",".join(map(str, cfg.data)), "images": len(sources.stills),
+            "clip_frames": sources.clip_frames, "crop": cfg.crop, "batch": cfg.batch, "lr": cfg.lr,
+            "lr_discriminator": cfg.lr * D_LR_RATIO, "loss_weights": json.dumps(LOSS_WEIGHTS),
+            "blank_prob": BLANK_PROB, "d_every": D_EVERY,
+            "perceptual": f"zhang2016 blocks 1-4, {zhang_path.name} sha256 {_sha(zhang_path)}",
+            "device": str(device), "torch_threads": torch.get_num_threads()}
+
+    def checkpoint():
+        weights.save(gen, last, {**meta, "steps": step, "seconds": round(seconds)})
+        weights.save(disc, last_d, {**meta, "steps": step})
+        tmp = state_file.with_suffix(".partial")
+        torch.save({"step": step, "seconds": seconds, "optimizer": opt_g.state_dict(),
+                    "optimizer_d": opt_d.state_dict(), "scheduler": sched_g.state_dict(),
+                    "scheduler_d": sched_d.state_dict()}, tmp)
+        tmp.replace(state_file)
+
+    loss_d = torch.tensor(float("nan"))
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
+    with (cfg.out / "log.jsonl").open("a") as log:
+        while step < cfg.steps:
+            t0 = time.perf_counter()
+            l, prev_ab, ab = training_pairs(sources, cfg.batch, cfg.crop, rng, device)
+            with runtime.autocast():
+                raw = gen(l, prev_ab)
+            fake = gen.decode(raw)
+
+            if step == 0 or (step + 1) % D_EVERY == 0:
+                disc.requires_grad_(True)
+                with runtime.autocast():
+                    logits = disc(torch.cat((l, l)), torch.cat((prev_ab, prev_ab)),
+                                  torch.cat((fake.detach(), ab)))
+                fake_logits, real_logits = logits.chunk(2)
+                loss_d = 0.5 * (_bce(fake_logits, False) + _bce(real_logits, True))
+                opt_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                opt_d.step()
+
+            # The generator's step needs gradients through D, not of D's weights.
+            disc.requires_grad_(False)
+            with runtime.autocast():
+                adv = _bce(disc(l, prev_ab, fake), True)
+            l1 = gen.loss(raw, ab)
+            content, style = perceptual_losses(features, l, fake, ab)
+            parts = {"l1": l1, "style": style, "content": content, "adversarial": adv}
+            loss_g = sum(LOSS_WEIGHTS[k] * v for k, v in parts.items())
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            sched_g.step()
+            sched_d.step()
+            step += 1
+            seconds += time.perf_counter() - t0
+            bar.update(1)
+            bar.set_postfix(g=f"{loss_g.item():.3f}", l1=f"{l1.item():.4f}", d=f"{loss_d.item():.3f}")
+            if step % 20 == 0 or step == cfg.steps:
+                log.write(json.dumps({"step": step, "loss": loss_g.item(),
+                                      **{k: v.item() for k, v in parts.items()}, "loss_d": loss_d.item(),
+                                      "lr": sched_g.get_last_lr()[0], "seconds": round(seconds, 1)}) + "\n")
+                log.flush()
+            if step % cfg.save_every == 0 or step == cfg.steps:
+                checkpoint()
+    bar.close()
+    final = cfg.out / f"{cfg.model}.safetensors"
+    gen.eval()
+    gain = calibrate_chroma_gain(gen, sources, cfg.crop, device, seed=cfg.seed)
+    weights.save(gen, final, {**meta, "steps": step, "seconds": round(seconds), "chroma_gain": f"{gain:.4f}"})
+    return final
+
+
+@torch.no_grad()
+def calibrate_chroma_gain(gen, sources: Sources, crop: int, device, *, batches: int = 4, batch: int = 16,
+                          length: int = 6, seed: int = 0) -> float:
+    """`vidcolor.train.calibrate_chroma_gain` for a temporal model, measured as it runs.
+
+    Sequences are coloured as the engine colours a shot: the first frame from
+    a blank previous frame, each next one from the model's own previous
+    output (before any gain), so the gain fits what the model does on video
+    rather than on true previous colours it never gets there.
+    """
+    rng = np.random.default_rng([seed, 7])
+    num = den = 0.0
+    for _ in range(batches):
+        seq = torch.from_numpy(random_sequences(sources, batch, length, crop, rng))
+        rgb = seq.permute(0, 1, 4, 2, 3).float().div_(255)
+        prev = None
+        for t in range(length):
+            l, ab = split_lab(rgb[:, t])
+            pred = gen.decode(gen(l.to(device), prev)).float()
+            num += (ab.to(device) * pred).sum().item()
+            den += (pred * pred).sum().item()
+            prev = pred
+    return min(1.0, max(0.0, num / den)) if den > 0 else 1.0
+
+
