@@ -240,11 +240,11 @@ class _Filter:
             rgb /= (1 << fmt.bits_per_sample) - 1
         return rgb.clamp_(0.0, 1.0)
 
-    def _chroma(self, b: int, y: torch.Tensor, size, matrix: str) -> torch.Tensor:
+    def _chroma(self, b: int, y: torch.Tensor, size, matrix: str, numbers) -> torch.Tensor:
         with self.model_lock:
             if b not in self.started:
                 self._prefetch(b)
-            return self.colorizer.chroma(y, size, matrix)
+            return self.colorizer.chroma(y, size, matrix, frames=numbers)
 
     def _out_planes(self, x: torch.Tensor, full: bool, chroma: bool) -> np.ndarray:
         fmt = self.fout
@@ -275,7 +275,7 @@ class _Filter:
 
             def chroma(y, size):
                 if ab is None:
-                    return self._chroma(b, y, size, matrix)
+                    return self._chroma(b, y, size, matrix, [b * self.batch + k for k in idx])
                 return self._chroma_of_ab(ab[idx], y, size, matrix)
 
             if fout.color_family == vs.YUV:  # YUV -> YUV, GRAY -> YUV444: Y is kept
@@ -320,7 +320,8 @@ class _Filter:
             with self.model_lock:
                 if q not in self.started:
                     self._prefetch(q)
-                ab = self.colorizer.predict_ab(y).to("cpu", torch.float32)
+                ab = self.colorizer.predict_ab(y, frames=range(q * self.batch, q * self.batch + len(frames)))
+                ab = ab.to("cpu", torch.float32)
             self.fresh[q] = ab
             while len(self.fresh) > self.fresh_keep:
                 self.fresh.popitem(last=False)
@@ -577,7 +578,10 @@ def colorize(clip: vs.VideoNode, model: str = "zhang2016", weights: str | os.Pat
         own detected cuts and on a grid of K frames (each chain warmed up on
         K/2 frames before it), with the same guarantee; leave temporal=None
         with it.
-    :param hints: reserved for user colour hints; not available yet, leave it None.
+    :param hints: user colour hints for a model that takes them (``model="siggraph17"``):
+        the path of a JSON list of points (``{"frame": n, "x": px, "y": px,
+        "color": "#rrggbb"}``, frame numbers of this clip) or of a PNG whose opaque
+        pixels are hints on every frame (see `vidcolor.hints`).
     :param output: the output format: None gives the input's family (RGB of the
         same sample type for GRAY input), ``"rgb"`` or ``"yuv"`` choose the
         family (YUV 4:4:4 for GRAY or RGB input), or a VapourSynth format
@@ -586,8 +590,6 @@ def colorize(clip: vs.VideoNode, model: str = "zhang2016", weights: str | os.Pat
     """
     _check_input(clip)
     window = _temporal_window(temporal)  # validates temporal= before loading anything
-    if hints is not None:
-        raise _error("hints=... is not available yet; leave hints=None")
     if batch is not None and (not isinstance(batch, int) or batch < 1):
         raise _error(f"batch={batch!r}: give a whole number of frames >= 1, e.g. batch=8")
     if not isinstance(device, str):
@@ -602,6 +604,17 @@ def colorize(clip: vs.VideoNode, model: str = "zhang2016", weights: str | os.Pat
     if window and colorizer.temporal:
         raise _error(f"model={model!r} already conditions each frame on the previous one; "
                      "leave temporal=None with it")
+    if hints is not None:
+        from vidcolor.hints import Hints
+
+        try:
+            if not getattr(colorizer.model, "takes_hints", False):
+                raise _error(f"model={model!r} takes no colour hints; use model='siggraph17' with hints=")
+            hints = hints if isinstance(hints, Hints) else Hints.load(hints)
+        except VidcolorError as exc:
+            raise _error(_vs_wording(str(exc))) from None
+        colorizer = copy.copy(colorizer)  # the loaded model is shared; the hints are this node's
+        colorizer.hints = hints
     b = colorizer.runtime.batch
     filt = _Filter(colorizer, model_lock, clip, native, model, b, window)
     clips = _block_clips(clip, b) + (_history_clips(clip, b, filt.history) if filt.history else [])

@@ -84,7 +84,10 @@ def test_fixture_copies_and_generator_match_shared():
 
 @pytest.mark.parametrize("name", FIXTURES)
 def test_state_dict_layout_is_official(name):
-    sd = get_model(name).build().state_dict()
+    spec = get_model(name)
+    model = spec.build()
+    assert spec.weights is None and model.input_size == spec.working_size and spec.working_size % 32 == 0
+    sd = model.state_dict()
     ours = [(k, tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in sd.items()]
     assert ours == layout(FIXTURES[name])
 
@@ -158,26 +161,19 @@ def test_forward_at_any_shape_gives_the_official_result(tiny, shape):
     assert np.abs(expected.astype(int) - gray.astype(int)).max() > 10
 
 
-def test_frames_of_a_batch_are_independent(tiny):
-    torch.manual_seed(1)
-    l = torch.rand(2, 1, 40, 72) * 100
-    with torch.no_grad():
-        both = tiny(l)
-        one = torch.cat([tiny(l[i:i + 1]) for i in range(2)])
-    assert both.shape == (2, 2, 40, 72)
-    assert rel_err(both, one.numpy()) < 1e-5
-
-
-def test_pad_fit_keeps_the_aspect(tiny_sd):
+def test_pad_fit_keeps_the_aspect_and_frames_of_a_batch_are_independent(tiny_sd):
     model = get_model("ddcolor-tiny").build(fit="pad")
     model.load_state_dict(tiny_sd)
     model.eval()
     torch.manual_seed(2)
-    l = torch.rand(1, 1, 64, 96) * 100
+    l = torch.rand(2, 1, 64, 96) * 100
     with torch.no_grad():
+        both = model(l)
         # at multiples of 32 the network sees the frame itself, at its aspect
-        assert torch.equal(model(l), model.forward_rgb(color.l_to_gray(l).expand(-1, 3, -1, -1)))
-        odd = model(l[..., :50, :70])
+        assert torch.equal(both, model.forward_rgb(color.l_to_gray(l).expand(-1, 3, -1, -1)))
+        one = torch.cat([model(l[i:i + 1]) for i in range(2)])
+        odd = model(l[:1, :, :50, :70])
+    assert both.shape == (2, 2, 64, 96) and rel_err(both, one.numpy()) < 1e-5
     assert odd.shape == (1, 2, 50, 70) and torch.isfinite(odd).all()
 
 
@@ -192,19 +188,13 @@ def test_bad_sizes_are_refused(tiny):
         colorize_bgr(get_model("ddcolor-tiny").build(), np.zeros((8, 8, 3), np.uint8))  # training mode
 
 
-def test_registry_entries():
-    for name in FIXTURES:
-        spec = get_model(name)
-        assert spec.weights is None and spec.working_size % 32 == 0
-        assert spec.build().input_size == spec.working_size
-
-
 def test_missing_weights_name_the_official_files():
     with pytest.raises(WeightsError, match="ddcolor_paper_tiny.pth") as e:
         weights.load_model("ddcolor-tiny")
     assert "damo/cv_ddcolor_image-colorization" in str(e.value)
+    # the same message, without building ConvNeXt-L first
     with pytest.raises(WeightsError, match="ddcolor_modelscope.pth.*ddcolor_paper.pth.*ddcolor_artistic.pth"):
-        weights.load_model("ddcolor-large")
+        weights.weights_path(get_model("ddcolor-large"), None)
 
 
 # --------------------------------------------------------------------------

@@ -8,7 +8,11 @@ from vidcolor.errors import UnknownModel, WeightsError
 from vidcolor.models import get_model, list_models
 
 
-@pytest.mark.parametrize("name", list_models())
+# ConvNeXt-L's 228 M parameters: half a minute and a 0.9 GB file on this CPU.
+HEAVY = {"ddcolor-large"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in list_models()])
 def test_model_forward_decode_loss(name, tmp_path):
     spec = get_model(name)
     model = spec.build()

@@ -323,7 +323,7 @@ def test_errors():
     assert "no such weights file" in _err(weights="/nonexistent/w.safetensors")
     assert "'stabilize'" in _err(temporal="flow")
     assert "temporal=" in _err(temporal=3)
-    assert "not available yet" in _err(hints=[])
+    assert "takes no colour hints" in _err(hints="hints.json")
     assert "device=" in _err(device="tpu")
     assert "dtype=" in _err(dtype="int8")
     assert "batch=" in _err(batch=0)

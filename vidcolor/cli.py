@@ -65,6 +65,9 @@ def colorize_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="output file (default: INPUT-stem.colorized.EXT beside the input)")
     _add_model_args(p)
     _add_encoding_args(p)
+    p.add_argument("--hints", metavar="FILE",
+                   help="colour hints for siggraph17: a JSON list of {frame, x, y, color} points, "
+                        "or a PNG whose opaque pixels are hints on every frame")
     p.add_argument("--preview", type=int, metavar="N",
                    help="write a PNG contact sheet of N frames (grayscale beside colour) instead of a video")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -100,7 +103,12 @@ def _colorizer(args):
     """The model of the arguments, wrapped in the stabilizer with --stabilize."""
     from .colorizer import Colorizer
 
-    colorizer = Colorizer(args.model, args.weights, _runtime(args), saturation=args.saturation)
+    hints = None
+    if getattr(args, "hints", None):
+        from .hints import Hints
+
+        hints = Hints.load(args.hints)
+    colorizer = Colorizer(args.model, args.weights, _runtime(args), saturation=args.saturation, hints=hints)
     return colorizer.stabilized() if getattr(args, "stabilize", False) else colorizer
 
 
@@ -290,6 +298,8 @@ def run_convert_weights(argv) -> int:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output (never the input)")
     args = p.parse_args(argv)
     src, dst = pathlib.Path(args.input).expanduser(), pathlib.Path(args.output).expanduser()
+    if not src.is_file():
+        raise InvalidInput(f"{src}: no such file; check the path")
     if dst.suffix != ".safetensors":
         raise OutputError(f"{dst}: the output is written as safetensors; give it the .safetensors suffix")
     check_output(src, dst, args.overwrite)

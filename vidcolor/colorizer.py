@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from . import color
+from .errors import InvalidInput
 from .models import get_model
 from .runtime import Runtime
 from .weights import chroma_gain, load_model, weights_path
@@ -32,9 +33,13 @@ class Colorizer:
     stabilizer = None
     #: a temporal model's previous-frame state (`vidcolor.temporal.Recurrence`), or None.
     recurrence = None
+    #: user colour hints (`vidcolor.hints.Hints`) for a model that takes them, or None.
+    hints = None
+    #: frames predicted since `reset`: the frame number hints refer to.
+    frame = 0
 
     def __init__(self, model: str = "zhang2016", weights: str | os.PathLike | None = None,
-                 runtime: Runtime = Runtime(), saturation: float = 1.0):
+                 runtime: Runtime = Runtime(), saturation: float = 1.0, hints=None):
         self.name = model
         self.spec = get_model(model)
         self.runtime = runtime
@@ -49,6 +54,10 @@ class Colorizer:
             from .temporal import Recurrence
 
             self.recurrence = Recurrence()
+        if hints is not None:
+            if not getattr(self.model, "takes_hints", False):
+                raise InvalidInput(f"model {model!r} takes no colour hints; use --model siggraph17 with --hints")
+            self.hints = hints
 
     @property
     def temporal(self) -> bool:
@@ -79,6 +88,7 @@ class Colorizer:
         return twin
 
     def reset(self) -> None:
+        self.frame = 0
         for state in (self.stabilizer, self.recurrence):
             if state is not None:
                 state.reset()
@@ -99,20 +109,26 @@ class Colorizer:
         return F.interpolate(y.float(), size=size, mode="area")[:, 0].to("cpu", torch.float32).numpy()
 
     @torch.inference_mode()
-    def predict_ab(self, y: torch.Tensor, cuts: Sequence[bool] | None = None) -> torch.Tensor:
+    def predict_ab(self, y: torch.Tensor, cuts: Sequence[bool] | None = None,
+                   frames: Sequence[int] | None = None) -> torch.Tensor:
         """ab at the working size for luma ``y`` (N,1,H,W) in 0..1.
 
         ``cuts`` flags frames known from outside to start a shot (VapourSynth's
-        ``_SceneChangePrev``); only the stabilizer uses them.
+        ``_SceneChangePrev``); only the temporal state uses them. ``frames``:
+        the frames' numbers, for hints (default: counted since `reset`).
         """
+        if frames is None:
+            frames = range(self.frame, self.frame + y.shape[0])
+        self.frame += y.shape[0]
         size = working_shape(*y.shape[-2:], self.spec.working_size)
         l = color.gray_to_l(color.resize(y.float(), size))
         if self.device.type == "cpu":
             l = l.contiguous(memory_format=torch.channels_last)
         y_small = self._small(y, size) if self.stabilizer is not None or self.recurrence is not None else None
+        extra = self._hint_maps(frames, tuple(y.shape[-2:]), size) if self.hints is not None else ()
         if self.recurrence is None:
             with self.runtime.autocast():
-                raw = self.model(l)
+                raw = self.model(l, *extra)
             ab = self.model.decode(raw).float() * self.gain
         else:
             def step(i, prev):
@@ -129,12 +145,20 @@ class Colorizer:
         out = self.stabilizer.run(y_small, ab.to("cpu", torch.float32).numpy(), cuts)
         return torch.from_numpy(np.stack(out)).to(ab.device)
 
+    def _hint_maps(self, frames, frame_size, size) -> tuple:
+        maps = [self.hints.maps(n, frame_size, size) for n in frames]
+        if all(m is None for m in maps):
+            return ()
+        zero = (torch.zeros(2, *size), torch.zeros(1, *size))
+        ab, mask = zip(*[m if m is not None else zero for m in maps])
+        return torch.stack(ab).to(self.device), torch.stack(mask).to(self.device)
+
     @torch.inference_mode()
     def chroma(self, y: torch.Tensor, size: tuple[int, int], matrix: str,
-               cuts: Sequence[bool] | None = None) -> torch.Tensor:
+               cuts: Sequence[bool] | None = None, frames: Sequence[int] | None = None) -> torch.Tensor:
         """Cb, Cr (N,2,h,w) in -0.5..0.5 at the chroma plane's ``size`` for luma ``y`` (N,1,H,W)."""
         y = y.to(self.device, non_blocking=True).float()
-        ab = color.resize(self.predict_ab(y, cuts), size)
+        ab = color.resize(self.predict_ab(y, cuts, frames), size)
         return color.chroma_for_luma(color.resize(y, size, "area"), ab, matrix)
 
     @torch.inference_mode()

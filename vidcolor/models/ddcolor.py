@@ -29,25 +29,25 @@ for ``ddcolor-tiny`` (ConvNeXt-T encoder); ``ddcolor_modelscope.pth``,
 * ``refine_net``: a 1x1 convolution over the 100 colour maps and the normalised
   input, giving ab (Lab units) directly.
 
-Every convolution of the decoders and the refinement is spectrally normalised
+Every convolution of the pixel decoder and the refinement is spectrally normalised
 (``weight_orig``, ``weight_u``, ``weight_v``: the power-iteration vectors are in
 the checkpoints, so eval-mode outputs are exactly the official ones).
 
 The official pipeline feeds the network a square ``input_size`` x
 ``input_size`` gray RGB image (512 by default) and resizes the ab back.
 ``forward(l)`` does the same from L, with the same resamplings (bilinear
-without antialiasing to the square, nearest neighbour back): the gray of
-lightness L with zero ab at the square size, and ab at the input's shape, so
-every frame shape works (the network itself needs multiples of 32) and the
-result is the official one (within a grey level, tests/test_ddcolor.py). ``fit="pad"`` keeps the
-aspect instead, padding to multiples of 32. ``forward_rgb`` is the official
-network on its own input.
+without antialiasing to the square, nearest neighbour back), so every frame
+shape works (the network itself needs multiples of 32) and the result is the
+official one within a grey level (tests/test_ddcolor.py). ``fit="pad"`` keeps
+the aspect instead, padding to multiples of 32. ``forward_rgb`` is the
+official network on its own input.
 
-Working size: 256 for both. At 512, the official default, one frame on a
-2-core CPU takes about 2.6 s with ConvNeXt-T and 8.9 s with ConvNeXt-L
-(benchmarks/bench_ddcolor.py); at 256 it takes 0.5 s and 1.8 s, and 256 is
-the resolution DDColor was trained at. On a GPU, ``build(input_size=512)``
-gives the official default.
+Working size: 256 for both, not the official 512, because of CPU speed. On
+one core of a 2-core CPU (benchmarks/bench_ddcolor.py, float32) a frame takes
+about 1.5 s with ConvNeXt-T and 7.5 s with ConvNeXt-L at 256, and 9.2 s and
+25 s at 512: 512 would make CPU video colourisation impractical. The paper
+trains at 256x256, so 256 input is one the network has seen. With a GPU,
+``build(input_size=512)`` gives the official default.
 """
 
 from __future__ import annotations

@@ -92,6 +92,9 @@ class SIGGRAPH17(nn.Module):
         self.model_class.requires_grad_(False)
         self.model_out = nn.Sequential(nn.Conv2d(128, 2, 1, bias=True), nn.Tanh())
 
+    #: the engine passes `--hints` as ``hint_ab`` and ``hint_mask``.
+    takes_hints = True
+
     def forward(self, l: torch.Tensor, hint_ab: torch.Tensor | None = None,
                 hint_mask: torch.Tensor | None = None) -> torch.Tensor:
         """ab (N, 2, h, w) for L (N, 1, h, w) in 0..100; h, w multiples of 8.
