@@ -144,6 +144,16 @@ def test_official_pipeline_reproduces_official_bgr(tiny):
     assert frac >= 0.99
 
 
+def test_cli_photo_gives_the_official_pipeline_result(tiny_files, tmp_path):
+    """`vidcolor photo.png --model ddcolor-tiny --weights F`: the official demo's picture."""
+    r = ref("ddcolor_tiny")
+    src = tmp_path / "photo.png"
+    cv2.imwrite(str(src), r["pipeline_input_bgr"])
+    assert main([str(src), "--model", "ddcolor-tiny", "--weights", str(tiny_files[1]), "--quiet"]) == 0
+    out = cv2.imread(str(tmp_path / "photo.colorized.png"), cv2.IMREAD_COLOR)
+    assert within_one_level(out, r["pipeline_output_bgr"]) >= 0.99
+
+
 @pytest.mark.parametrize("shape", [(83, 150), (300, 210)])
 def test_forward_at_any_shape_gives_the_official_result(tiny, shape):
     """Non-square, not multiples of 32, smaller and larger than the input size: forward(L) at the

@@ -597,6 +597,21 @@ def test_temporal_model_refuses_stabilize(rec_src, rec_weights):
         colorize(rec_src, model="temporal_unet", weights=rec_weights, temporal="stabilize")
 
 
+def test_hints_change_only_the_frames_they_name(tmp_path):
+    from test_official import layout, save_safetensors, synthetic_state_dict
+
+    w = str(save_safetensors(synthetic_state_dict(layout("siggraph17")), tmp_path / "sig.safetensors"))
+    hints = tmp_path / "h.json"
+    hints.write_text(json.dumps([{"frame": 1, "x": 30, "y": 20, "color": "#d02020", "radius": 3}]))
+    src = core.resize.Bicubic(textured(3), format=vs.YUV444P8)
+    plain = _render(colorize(src, model="siggraph17", weights=w, batch=3), range(3), 1)
+    hinted = _render(colorize(src, model="siggraph17", weights=w, batch=3, hints=str(hints)), [2, 0, 1], 2)
+    for k in (0, 2):
+        assert all(np.array_equal(a, b) for a, b in zip(plain[k], hinted[k])), f"frame {k}"
+    assert np.array_equal(plain[1][0], hinted[1][0])
+    assert any(not np.array_equal(plain[1][p], hinted[1][p]) for p in (1, 2))
+
+
 # --------------------------------------------------------------------------
 # the examples in plugins/examples
 # --------------------------------------------------------------------------

@@ -45,12 +45,19 @@ def colorize_image(src: pathlib.Path, dst: pathlib.Path, colorizer: Colorizer) -
     if img.dtype not in (np.uint8, np.uint16):
         img = cv2.normalize(img, None, 0, 65535, cv2.NORM_MINMAX).astype(np.uint16)
     alpha = None
+    if img.ndim == 3 and img.shape[2] == 4:
+        alpha, img = img[..., 3:], img[..., :3]
+    if hasattr(colorizer.model, "forward_rgb") and img.dtype == np.uint8:
+        # DDColor's checkpoints come with an image pipeline of their own: stills get its exact result.
+        from .official import colorize_bgr
+
+        out = colorize_bgr(colorizer.model, img)
+        write_image(dst, out if alpha is None else np.concatenate([out, alpha], axis=2))
+        return
     if img.ndim == 2:
         rgb = np.repeat(img[..., None], 3, axis=2)
     else:
-        if img.shape[2] == 4:
-            alpha = img[..., 3:]
-        rgb = cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2RGB)
+        rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     out = cv2.cvtColor(colorizer.colorize_rgb([rgb])[0], cv2.COLOR_RGB2BGR)
     if alpha is not None:
         out = np.concatenate([out, alpha], axis=2)
