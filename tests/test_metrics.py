@@ -282,3 +282,39 @@ def test_evaluate_rejects_bad_colorizers(tmp_path):
         evaluate(folder, {"gray": _gray_colorizer}, tmp_path / "out", progress=False)
     with pytest.raises(ValueError, match="'small'"):
         evaluate(folder, {"small": lambda fs: [f[:-1] for f in fs]}, tmp_path / "out", progress=False)
+
+
+def test_old_film_degrader_is_deterministic_and_damages_only_luma():
+    from vidcolor.degrade import OldFilm
+
+    rgb = (np.random.default_rng(0).random((60, 80, 3)) * 255).astype(np.uint8)
+    film = OldFilm(seed=3)
+    a, b = film(5, rgb), film(5, rgb)
+    assert np.array_equal(a, b)  # a pure function of (seed, frame)
+    assert a.shape == rgb.shape and np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 1], a[..., 2])
+    y = (rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114)
+    err = np.abs(a[..., 0].astype(float) - y)
+    assert 3 < err.mean() < 60  # damaged, but still the picture
+    assert np.corrcoef(a[..., 0].ravel(), y.ravel())[0, 1] > 0.6
+    # frame-to-frame luminance flicker: the mean level moves between frames of a still scene
+    means = [OldFilm(seed=3)(i, rgb)[..., 0].mean() for i in range(12)]
+    assert np.std(means) > 2
+    assert not np.array_equal(film(6, rgb), a)
+
+
+def test_evaluate_degraded_scores_against_the_clean_original(tmp_path):
+    from vidcolor.degrade import OldFilm
+
+    video = tmp_path / "clip.mp4"
+    _write_video(video, _translating(8, 48, 64))
+    seen = []
+
+    def keep(frames):
+        seen.append(frames[0].copy())
+        return _copy_colorizer(frames)
+
+    result = evaluate(video, {"copy": keep}, tmp_path / "r", batch=4, progress=False, degrade=OldFilm())
+    assert (tmp_path / "r" / "clip-oldfilm.json").is_file()
+    rows = {row["name"]: row for row in result["rows"]}
+    assert np.array_equal(seen[0][..., 0], seen[0][..., 2])  # the colorizer saw gray, damaged frames
+    assert rows["copy"]["psnr"] < 40  # scored against the clean colour original, which it never saw

@@ -82,3 +82,12 @@ def test_models_without_shipped_weights_say_how_to_get_them():
 def test_shipped_default_loads():
     model = weights.load_model("zhang2016")
     assert not model.training
+
+
+def test_readme_model_table_is_current():
+    import pathlib
+
+    from vidcolor.docs import models_markdown
+
+    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert models_markdown() in readme, "the README's model table is stale: run python -m vidcolor.docs"

@@ -203,6 +203,9 @@ def run_eval(argv) -> int:
                    help="weights for each --model, in the same order (default: shipped)")
     p.add_argument("--out", default="eval", help="folder for the JSON, Markdown and PNG reports")
     p.add_argument("--max-frames", type=int, help="score only the first N frames of each source")
+    p.add_argument("--degrade", action="store_true",
+                   help="damage the luma like old film (flicker, grain, scratches, dust) before colorizing; "
+                        "scores stay against the clean original (reports named STEM-oldfilm)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     names = args.model or [DEFAULT_MODEL]
@@ -219,8 +222,13 @@ def run_eval(argv) -> int:
         colorizers = {n: c.fresh().colorize_rgb for n, c in models.items()}
         if args.stabilize:
             colorizers.update({f"{n}+stabilize": c.stabilized().colorize_rgb for n, c in models.items()})
+        degrade = None
+        if args.degrade:
+            from .degrade import OldFilm
+
+            degrade = OldFilm()
         results.append(evaluate(pathlib.Path(source), colorizers, out, batch=args.batch,
-                                max_frames=args.max_frames, progress=not args.quiet))
+                                max_frames=args.max_frames, progress=not args.quiet, degrade=degrade))
     table = markdown_table(results)
     (out / "summary.md").write_text(table + "\n")
     print(table)

@@ -214,6 +214,7 @@ def evaluate(
     batch: int = 8,
     max_frames: int | None = None,
     progress: bool = True,
+    degrade=None,
 ) -> dict:
     """Score each colorizer on ``source`` and write <stem>.json/.md/.png to ``out_dir``.
 
@@ -229,6 +230,10 @@ def evaluate(
     colorizer and ``fps``. Undefined figures are NaN in the returned dict
     (None for ones that do not apply, such as PSNR of the original) and
     null in the JSON file.
+
+    ``degrade``: a callable (frame index, RGB) -> damaged RGB (`vidcolor.degrade.OldFilm`)
+    applied to what the colorizers receive, never to the reference they are
+    scored against; the reports are then named ``<stem>-oldfilm``.
     """
     source = Path(source)
     out_dir = Path(out_dir)
@@ -239,6 +244,8 @@ def evaluate(
             raise ValueError(f"the colorizer name {name!r} is reserved for the built-in reference")
     runs: dict[str, Colorizer] = {**colorizers, GRAY: _gray}
     stem = source.name if source.is_dir() else source.stem
+    if degrade is not None:
+        stem += "-oldfilm"
 
     info, frames = open_frames(source, max_frames)
     scores = {name: _Scores() for name in runs}
@@ -256,7 +263,8 @@ def evaluate(
             outputs = {}
             for name, colorize in runs.items():
                 # copies, so a colorizer that works in place cannot alter the reference
-                inputs = [f.copy() for f in chunk]
+                inputs = ([degrade(n + i, f) for i, f in enumerate(chunk)] if degrade is not None
+                          else [f.copy() for f in chunk])
                 start = time.perf_counter()
                 result = colorize(inputs)
                 scores[name].seconds += time.perf_counter() - start

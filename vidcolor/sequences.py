@@ -198,7 +198,11 @@ def clip_runs(path, short: int, frames: int, run: int) -> list[np.ndarray]:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         total = stream.frames or 0
-        spacing = max(run, total // runs_wanted) if total else run * 4
+        rate = stream.average_rate or stream.guessed_rate
+        if not total and container.duration and rate:  # Matroska and others count no frames
+            total = int(container.duration / av.time_base * rate)
+        # Unknown length: runs back to back from the start.
+        spacing = max(run, total // runs_wanted) if total else run
         runs, current = [], []
         for i, frame in enumerate(container.decode(stream)):
             if i % spacing < run:

