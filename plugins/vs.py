@@ -528,7 +528,7 @@ def _check_input(clip) -> None:
         raise _error("the clip has no frames")
 
 
-def colorize(clip: vs.VideoNode, model: str = "zhang2016", weights: str | os.PathLike | None = None,
+def colorize(clip: vs.VideoNode, model: str = "default", weights: str | os.PathLike | None = None,
              device: str = "auto", dtype: str | None = None, batch: int | None = None, temporal=None,
              hints=None, output=None) -> vs.VideoNode:
     """Colorize a grayscale (or faded) clip with a vidcolor model.
@@ -546,7 +546,8 @@ def colorize(clip: vs.VideoNode, model: str = "zhang2016", weights: str | os.Pat
         subsampling, 8..16-bit integer, half or single float) or RGB (8..16-bit
         integer e.g. RGB24/RGB48, half or single float). Constant format and size.
         Integer GRAY/YUV is limited range unless its ``_Range`` says full.
-    :param model: name of a registered model (``vidcolor models`` lists them).
+    :param model: name of a registered model (``vidcolor models`` lists them);
+        ``"default"`` is the one the CLI uses.
     :param weights: path of a ``.safetensors`` or PyTorch ``state_dict`` file;
         None uses the weights shipped with the model.
     :param device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda[:N]"``.
@@ -616,7 +617,7 @@ def colorize(clip: vs.VideoNode, model: str = "zhang2016", weights: str | os.Pat
         colorizer = copy.copy(colorizer)  # the loaded model is shared; the hints are this node's
         colorizer.hints = hints
     b = colorizer.runtime.batch
-    filt = _Filter(colorizer, model_lock, clip, native, model, b, window)
+    filt = _Filter(colorizer, model_lock, clip, native, colorizer.name, b, window)
     clips = _block_clips(clip, b) + (_history_clips(clip, b, filt.history) if filt.history else [])
     if native.id == clip.format.id:
         base = clip

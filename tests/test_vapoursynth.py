@@ -23,6 +23,7 @@ vs = pytest.importorskip("vapoursynth")
 
 from conftest import make_video, probe, texture  # noqa: E402
 from test_y4m import read_y4m  # noqa: E402
+from vidcolor.models import DEFAULT_MODEL  # noqa: E402
 from vidcolor.plugins.vs import MODEL_PROP, colorize  # noqa: E402
 
 core = vs.core
@@ -143,7 +144,7 @@ def test_vspipe_props_json(tmp_path, vspipe_env, needs_bs):
     frames_props = json.loads(props.read_text())
     assert len(frames_props) == 3
     for p in frames_props:  # the source's BT.709 limited-range tags, kept; the model recorded
-        assert p["vidcolor_Model"] == "zhang2016"
+        assert p["vidcolor_Model"] == DEFAULT_MODEL
         assert (p["_Matrix"], p["_Primaries"], p["_Transfer"], p["_Range"]) == (1, 1, 1, 0)
         assert "_PictType" in p  # the source filter's own props are kept
     tokens, frames = read_y4m(out)
@@ -175,7 +176,7 @@ def test_format(name):
         a, b = clip.get_frame(n), out.get_frame(n)
         pa, pb = planes(a), planes(b)
         props = b.props
-        assert props[MODEL_PROP] == "zhang2016"
+        assert props[MODEL_PROP] == DEFAULT_MODEL
         if fin.color_family == vs.YUV:
             np.testing.assert_array_equal(pb[0], pa[0])  # Y kept bit for bit
             assert pb[1].shape == pa[1].shape and pb[2].shape == pa[2].shape
@@ -232,7 +233,7 @@ def test_output_formats():
     out = colorize(yuv, batch=4, output=vs.YUV444P16)
     assert out.format.id == vs.YUV444P16
     f = out.get_frame(0)
-    assert f.props[MODEL_PROP] == "zhang2016"
+    assert f.props[MODEL_PROP] == DEFAULT_MODEL
     rgb = in_format(vs.RGB48)
     out = colorize(rgb, batch=4, output="yuv")
     assert out.format.id == vs.YUV444P16
@@ -465,7 +466,7 @@ def test_stabilize_matches_sequential_stabilizer(stab_src, stab_ref):
     from vidcolor.runtime import Runtime
 
     ref, _ = stab_ref
-    twin = Colorizer("zhang2016", None, Runtime(device="cpu", batch=8)).stabilized()
+    twin = Colorizer("default", None, Runtime(device="cpu", batch=8)).stabilized()
     ys = np.stack([f[0] for f in _render(stab_src, range(STAB_N), 1)])
     for s in range(0, STAB_N, 8):
         cbcr = twin.chroma(luma_unit(ys[s:s + 8], 8, False), (H // 2, W // 2), "bt601")

@@ -83,7 +83,7 @@ class WorkerSpec:
 class BatchConfig:
     inputs: tuple[str, ...]
     outdir: pathlib.Path
-    model: str = "zhang2016"
+    model: str = "default"
     weights: str | None = None
     device: str = "auto"
     dtype: str | None = None

@@ -38,10 +38,10 @@ class Colorizer:
     #: frames predicted since `reset`: the frame number hints refer to.
     frame = 0
 
-    def __init__(self, model: str = "zhang2016", weights: str | os.PathLike | None = None,
+    def __init__(self, model: str = "default", weights: str | os.PathLike | None = None,
                  runtime: Runtime = Runtime(), saturation: float = 1.0, hints=None):
-        self.name = model
         self.spec = get_model(model)
+        self.name = self.spec.name
         self.runtime = runtime
         self.device = runtime.torch_device
         runtime.configure_threads()
@@ -137,9 +137,10 @@ class Colorizer:
                     prev = None  # a new size is a new shot
                 with self.runtime.autocast():
                     raw = self.model(l[i:i + 1], prev)
-                return self.model.decode(raw).float() * self.gain
+                return self.model.decode(raw).float()
 
-            ab = torch.cat(self.recurrence.run(step, y_small, cuts))
+            # The history is the model's own ab, as in training; the calibration applies to the output only.
+            ab = torch.cat(self.recurrence.run(step, y_small, cuts)) * self.gain
         if self.stabilizer is None:
             return ab
         out = self.stabilizer.run(y_small, ab.to("cpu", torch.float32).numpy(), cuts)

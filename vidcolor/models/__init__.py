@@ -32,7 +32,8 @@ class ModelSpec:
 
 
 _MODELS: dict[str, ModelSpec] = {}
-DEFAULT_MODEL = "zhang2016"
+#: the model `vidcolor film.mp4` uses; "default" names it everywhere a model name is taken.
+DEFAULT_MODEL = "iizuka2016"
 
 
 def register_model(name: str, *, working_size: int, weights: str | None, summary: str,
@@ -47,6 +48,8 @@ def register_model(name: str, *, working_size: int, weights: str | None, summary
 
 
 def get_model(name: str) -> ModelSpec:
+    if name == "default":
+        name = DEFAULT_MODEL
     try:
         return _MODELS[name]
     except KeyError:
