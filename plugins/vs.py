@@ -422,33 +422,28 @@ def _swallow(fut) -> None:
     fut.exception()  # a prefetch's error shows again when the frame itself is asked for
 
 
+def _per_block(c: vs.VideoNode, batch: int, n: int) -> vs.VideoNode:
+    """``c`` (one frame per block) shown on each of its block's frames, cut or padded to ``n`` frames."""
+    if batch > 1:
+        c = core.std.Interleave([c] * batch, modify_duration=False)
+    if c.num_frames < n:
+        c = c + c[-1] * (n - c.num_frames)
+    return c[:n]
+
+
 def _block_clips(src: vs.VideoNode, batch: int) -> list[vs.VideoNode]:
     """Clip i shows, at frame n, source frame n // batch * batch + i (the last frame past the end)."""
     n = src.num_frames
-    clips = []
-    for i in range(min(batch, n)):
-        c = src.std.SelectEvery(cycle=batch, offsets=i, modify_duration=False)
-        if batch > 1:
-            c = core.std.Interleave([c] * batch, modify_duration=False)
-        if c.num_frames < n:
-            c = c + c[-1] * (n - c.num_frames)
-        clips.append(c[:n])
-    return clips
+    return [_per_block(src.std.SelectEvery(cycle=batch, offsets=i, modify_duration=False), batch, n)
+            for i in range(min(batch, n))]
 
 
 def _history_clips(src: vs.VideoNode, batch: int, history: int) -> list[vs.VideoNode]:
     """Clip j shows, at frame n, source frame s - history + j with s = n // batch * batch (frame 0 before the start)."""
     n = src.num_frames
     padded = src[0] * history + src
-    clips = []
-    for j in range(history):
-        c = padded[j:].std.SelectEvery(cycle=batch, offsets=0, modify_duration=False)
-        if batch > 1:
-            c = core.std.Interleave([c] * batch, modify_duration=False)
-        if c.num_frames < n:
-            c = c + c[-1] * (n - c.num_frames)
-        clips.append(c[:n])
-    return clips
+    return [_per_block(padded[j:].std.SelectEvery(cycle=batch, offsets=0, modify_duration=False), batch, n)
+            for j in range(history)]
 
 
 def _temporal_window(temporal) -> int:

@@ -497,18 +497,7 @@ class VideoJob:
             stop.set()
             for w in workers:
                 w.join()
-            try:
-                out.close()
-            except av.FFmpegError as exc:
-                if ok:
-                    ok = False
-                    raise OutputError(f"{dst}: the output could not be finished ({_reason(exc)})") from None
-            finally:
-                inp.close()
-                if ok:
-                    os.replace(tmp, dst)
-                else:
-                    tmp.unlink(missing_ok=True)
+            finish_output(out, inp, tmp, dst, ok)
         self.stats.seconds = time.perf_counter() - t0
         if self.truncated:
             raise TruncatedInput(f"{self.truncated}; the {self.stats.frames} frames before it were written to {dst}")
@@ -575,6 +564,23 @@ class VideoJob:
             packet.dts = packet.dts - shift if packet.dts is not None else None
         packet.stream = ostream
         out.mux(packet)
+
+
+def finish_output(out, inp, tmp: pathlib.Path, dst: pathlib.Path, ok: bool) -> None:
+    """Close the output (the muxer writes its trailer then) and the input; rename the temporary
+    file into place only if everything, the close included, went well, else remove it."""
+    try:
+        out.close()
+    except av.FFmpegError as exc:
+        if ok:
+            ok = False
+            raise OutputError(f"{dst}: the output could not be finished ({_reason(exc)})") from None
+    finally:
+        inp.close()
+        if ok:
+            os.replace(tmp, dst)
+        else:
+            tmp.unlink(missing_ok=True)
 
 
 def _frame_seconds(frame, vstream) -> float:

@@ -34,7 +34,7 @@ import sys
 
 import av
 
-from .engine import EncodeOptions, _chapters, _reason, _window, open_input
+from .engine import EncodeOptions, _chapters, _reason, _window, finish_output, open_input
 from .errors import InvalidInput, OutputError
 
 
@@ -246,18 +246,7 @@ def join_segments(src, parts: list, dst, opts: EncodeOptions = EncodeOptions()) 
         for seg in segs:
             seg.close()
         if out is not None:
-            try:
-                out.close()
-            except av.FFmpegError as exc:
-                if ok:
-                    ok = False
-                    raise OutputError(f"{dst}: the output could not be finished ({_reason(exc)})") from None
-            finally:
-                inp.close()
-                if ok:
-                    os.replace(tmp, dst)
-                else:
-                    tmp.unlink(missing_ok=True)
+            finish_output(out, inp, tmp, dst, ok)
         else:
             inp.close()
     return frames
