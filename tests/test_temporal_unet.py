@@ -190,3 +190,47 @@ def test_training_checkpoints_and_resumes_through_the_cli(tmp_path):
     assert any(not torch.equal(after4[k], after6[k]) for k in after4)
     # Step 6 is not a discriminator step (1, 12, 24, ...): resumed, it kept its weights.
     assert all(torch.equal(disc4[k], disc6[k]) for k in disc4 if k.endswith("original"))
+
+
+def test_engine_recurrence_carries_across_batches_and_restarts_at_cuts():
+    """The Colorizer feeds each frame its own previous output, whatever the batch split;
+    a cut flag (or reset) starts from a blank history again."""
+    from vidcolor.colorizer import Colorizer
+    from vidcolor.runtime import Runtime
+
+    torch.manual_seed(0)
+    c = Colorizer("temporal_unet", None, Runtime(device="cpu", batch=6))
+    assert c.temporal and c.recurrence is not None
+    y = torch.rand(1, 1, 48, 64).repeat(6, 1, 1, 1) + 0.05 * torch.rand(6, 1, 48, 64)
+    y = y.clamp(0, 1)
+    whole = c.fresh().predict_ab(y)
+    split = c.fresh()
+    parts = torch.cat([split.predict_ab(y[:2]), split.predict_ab(y[2:])])
+    torch.testing.assert_close(parts, whole, rtol=0, atol=1e-5)
+    # the history matters: frame 3 alone, from a blank history, is another picture
+    alone = c.fresh().predict_ab(y[3:4])
+    assert (alone - whole[3:4]).abs().max() > 1e-3
+    # a cut flag at frame 3 makes it the first frame of a shot
+    cut = c.fresh().predict_ab(y, cuts=[False, False, False, True, False, False])
+    torch.testing.assert_close(cut[3:4], alone, rtol=0, atol=1e-5)
+    torch.testing.assert_close(cut[:3], whole[:3], rtol=0, atol=1e-5)
+    again = c.fresh()
+    again.predict_ab(y[:3])
+    again.reset()
+    torch.testing.assert_close(again.predict_ab(y[3:4]), alone, rtol=0, atol=1e-5)
+
+
+def test_cli_colorizes_a_video_with_the_temporal_model(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import make_video, probe
+
+    src = make_video(tmp_path / "in.mkv", codec="ffv1", pix_fmt="yuv420p", size=(64, 48), frames=6)
+    dst = tmp_path / "out.mkv"
+    subprocess.run([sys.executable, "-m", "vidcolor", str(src), "-o", str(dst), "--model", "temporal_unet",
+                    "--codec", "ffv1", "--quiet"], check=True)
+    a, b = probe(src), probe(dst)
+    assert len(b.planes) == 6 and b.pts == a.pts
+    assert all(np.array_equal(x[0], y[0]) for x, y in zip(a.planes, b.planes))  # luma kept
+    assert np.abs(b.planes[3][1].astype(int) - 128).mean() > 0.2  # some colour
