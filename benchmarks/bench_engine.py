@@ -11,6 +11,7 @@ frames. Usage:
 from __future__ import annotations
 
 import argparse
+import fractions
 import json
 import pathlib
 import resource
@@ -94,7 +95,8 @@ def encode_only(frames, path):
         s.codec_context.options = {"crf": "18", "preset": "medium"}
         s.codec_context.thread_type = "AUTO"
         for i, f in enumerate(frames):
-            f.pts = i
+            # decoded frames carry the decoder's clock: restamp them on the encoder's
+            f.pts, f.time_base = i, fractions.Fraction(1, 25)
             out.mux(s.encode(f))
         out.mux(s.encode(None))
     return len(frames) / (time.perf_counter() - t)
@@ -104,10 +106,11 @@ def peak_rss_mb(frames: int, model: str, device: str, tmp: pathlib.Path) -> floa
     """Peak resident memory of a whole CLI run in a fresh process."""
     clip = tmp / f"mem{frames}.mp4"
     make_clip(clip, frames)
-    code = (f"import resource, sys; from vidcolor.cli import main; "
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the forking parent.
+    code = (f"import re, sys; from vidcolor.cli import main; "
             f"rc = main(['{clip}', '-o', '{tmp / f'mem{frames}.out.mp4'}', '--overwrite', '--quiet', "
             f"'--model', '{model}', '--device', '{device}']); "
-            f"print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
+            f"print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)); sys.exit(rc)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(out.stdout.split()[-1]) / 1024
 
@@ -115,7 +118,7 @@ def peak_rss_mb(frames: int, model: str, device: str, tmp: pathlib.Path) -> floa
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=300)
-    p.add_argument("--model", default="zhang2016")
+    p.add_argument("--model", default="default")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--memory", action="store_true", help="also measure peak RSS for 300 and 3000 frames")

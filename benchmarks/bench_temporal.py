@@ -186,7 +186,7 @@ def main(argv=None) -> int:
     p.add_argument("--frames", type=int, default=100, help="frames per clip for the quality part")
     p.add_argument("--alphas", default=str(DEFAULT_ALPHA), help="comma-separated stabilizer alphas")
     p.add_argument("--clips", default=",".join(CLIPS), help=f"comma-separated, of {', '.join(CLIPS)}")
-    p.add_argument("--model", default="zhang2016")
+    p.add_argument("--model", default="default")
     p.add_argument("--weights", help="weights file (default: the model's shipped weights)")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch", type=int, default=8)

@@ -77,7 +77,7 @@ def main():
     p.add_argument("--frames", type=int, default=120)
     p.add_argument("--size", default="640x480")
     p.add_argument("--threads", default="1,2,4", help="core.num_threads values to run vspipe with")
-    p.add_argument("--model", default="zhang2016")
+    p.add_argument("--model", default="default")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--no-engine", action="store_true", help="skip the engine's end-to-end run")
