@@ -222,6 +222,14 @@ def test_wrong_shape_is_refused(official, tmp_path):
         weights.load_into(get_model(name).build(), path, name)
 
 
+def test_eccv16_annealed_is_selectable_by_name():
+    """`--model eccv16-annealed`: the same official layout (the same files load), the paper's decoding."""
+    model = get_model("eccv16-annealed").build()
+    assert model.decoding == "annealed"
+    own = {k: (tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in model.state_dict().items()}
+    assert own == {k: (s, d) for k, s, d in layout("eccv16")}
+
+
 def test_eccv16_annealed_mean_option():
     sd = synthetic_state_dict(layout("eccv16"))
     r = ref("eccv16")

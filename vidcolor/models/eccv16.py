@@ -137,3 +137,11 @@ class ECCV16(nn.Module):
                              "https://colorizers.s3.us-east-2.amazonaws.com/colorization_release_v2-9b330a0b.pth")
 def eccv16(**kw) -> ECCV16:
     return ECCV16(**kw)
+
+
+@register_model("eccv16-annealed", working_size=256, weights=None,
+                summary="eccv16 decoded with the paper's annealed mean (T = 0.38) instead of the official code's mean",
+                weights_hint="the official colorization_release_v2-9b330a0b.pth of github.com/richzhang/colorization: "
+                             "https://colorizers.s3.us-east-2.amazonaws.com/colorization_release_v2-9b330a0b.pth")
+def eccv16_annealed(**kw) -> ECCV16:
+    return ECCV16(**{"decoding": "annealed", **kw})
