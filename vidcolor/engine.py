@@ -477,11 +477,7 @@ class VideoJob:
                 if s.index == vstream.index:
                     ostream = self._add_video_stream(out, vstream)
                     continue
-                try:
-                    copies[s.index] = out.add_stream_from_template(s)
-                except (ValueError, av.FFmpegError) as exc:
-                    print(f"vidcolor: {src}: stream #{s.index} ({s.type}) cannot go into "
-                          f"{dst.suffix} and is dropped ({_reason(exc)})", file=sys.stderr)
+                copy_stream(out, s, copies, src, dst)
             workers = [
                 _Worker(lambda: self._decode(inp, vstream, copies, q_dec, stop), "vidcolor-decode"),
                 _Worker(lambda: self._infer(lay_box, q_dec, q_enc, stop), "vidcolor-model"),
@@ -564,6 +560,15 @@ class VideoJob:
             packet.dts = packet.dts - shift if packet.dts is not None else None
         packet.stream = ostream
         out.mux(packet)
+
+
+def copy_stream(out, s, copies: dict, src, dst) -> None:
+    """Add input stream ``s`` to ``out`` for copying without re-encoding, or say why it is dropped."""
+    try:
+        copies[s.index] = out.add_stream_from_template(s)
+    except (ValueError, av.FFmpegError) as exc:
+        print(f"vidcolor: {src}: stream #{s.index} ({s.type}) cannot go into "
+              f"{dst.suffix} and is dropped ({_reason(exc)})", file=sys.stderr)
 
 
 def finish_output(out, inp, tmp: pathlib.Path, dst: pathlib.Path, ok: bool) -> None:

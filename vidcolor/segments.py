@@ -30,11 +30,10 @@ import heapq
 import itertools
 import os
 import pathlib
-import sys
 
 import av
 
-from .engine import EncodeOptions, _chapters, _reason, _window, finish_output, open_input
+from .engine import EncodeOptions, _chapters, _reason, _window, copy_stream, finish_output, open_input
 from .errors import InvalidInput, OutputError
 
 
@@ -193,11 +192,7 @@ def join_segments(src, parts: list, dst, opts: EncodeOptions = EncodeOptions()) 
                 if rotation:
                     ostream.set_display_rotation(rotation)
                 continue
-            try:
-                copies[s.index] = out.add_stream_from_template(s)
-            except (ValueError, av.FFmpegError) as exc:
-                print(f"vidcolor: {src}: stream #{s.index} ({s.type}) cannot go into "
-                      f"{dst.suffix} and is dropped ({_reason(exc)})", file=sys.stderr)
+            copy_stream(out, s, copies, src, dst)
         counter = itertools.count()
         dts_plan = _decode_times(segs)
         if dts_plan is None:
