@@ -8,7 +8,7 @@ from __future__ import annotations
 import pathlib
 import re
 
-from .models import get_model, list_models
+from .models import DEFAULT_MODEL, get_model, list_models
 from .weights import shipped_dir
 
 START, END = "<!-- models:start -->", "<!-- models:end -->"
@@ -24,7 +24,8 @@ def models_markdown() -> str:
         weights = f"shipped: `models/{spec.weights}`" if shipped else "none shipped: `--weights FILE`"
         card = shipped_dir() / f"{name}.md"
         card_link = f"[card](models/{name}.md)" if card.is_file() else ""
-        rows.append(f"| `{name}` | {spec.summary} | {spec.working_size} | {params / 1e6:.2f} M | {weights} | {card_link} |")
+        label = f"`{name}` (default)" if name == DEFAULT_MODEL else f"`{name}`"
+        rows.append(f"| {label} | {spec.summary} | {spec.working_size} | {params / 1e6:.2f} M | {weights} | {card_link} |")
     return "\n".join(rows)
 
 
