@@ -412,10 +412,12 @@ def work(task: Task) -> dict:
 
 
 def _quit(code: int) -> None:
-    """End a pool worker now, as multiprocessing ends its processes: its finalizers first (they
-    release the named semaphores it made, e.g. tqdm's lock), then os._exit."""
+    """End a pool worker now: the finalizers that release the named semaphores it made (e.g.
+    tqdm's lock) first, then os._exit. Only those of priority >= 0: the lower ones join the result
+    queue's feeder thread, which can block on a driver that stopped reading, and a worker stuck
+    there is killed, its semaphores then reported leaked on the user's terminal."""
     with contextlib.suppress(Exception):
-        multiprocessing.util._exit_function()
+        multiprocessing.util._run_finalizers(0)
     os._exit(code)
 
 
