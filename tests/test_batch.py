@@ -522,19 +522,25 @@ def test_ctrl_c_keeps_what_finished(longer, tmp_path):
     assert_colorized(longer[0], out / "a.mkv")
 
 
-@pytest.mark.slow
-def test_pool_worker_killed_mid_file_is_retried(capsys, longer, tmp_path):
-    """The pool breaks when a worker dies; the driver starts a new one and hands the file out again."""
-    out = tmp_path / "out"
+def kill_a_writer(out, what):
+    """A thread that SIGKILLs the first process seen writing an output into ``out``; (thread, [(pid, name)])."""
     killed = []
 
     def killer():
-        pid, name = _wait(lambda: writing(out), timeout=300, what="a worker writing")
+        pid, name = _wait(lambda: writing(out), timeout=300, what=what)
         os.kill(pid, signal.SIGKILL)
         killed.append((pid, name))
 
     t = threading.Thread(target=killer, daemon=True)
     t.start()
+    return t, killed
+
+
+@pytest.mark.slow
+def test_pool_worker_killed_mid_file_is_retried(capsys, longer, tmp_path):
+    """The pool breaks when a worker dies; the driver starts a new one and hands the file out again."""
+    out = tmp_path / "out"
+    t, killed = kill_a_writer(out, "a worker writing")
     rc, err = batch(capsys, *longer, "-o", out, "--jobs", "2", *FFV1)
     t.join(5)
     assert rc == 0, err
@@ -586,15 +592,7 @@ def test_ray_worker_killed_mid_file_job_finishes(capsys, ray_cluster, longer, tm
     """A Ray actor's process is SIGKILLed while it writes an output: Ray restarts it and runs the
     call again, the batch finishes, every output is whole and correct, nothing is there twice."""
     out = tmp_path / "out"
-    killed = []
-
-    def killer():
-        pid, name = _wait(lambda: writing(out), timeout=300, what="a Ray worker writing")
-        os.kill(pid, signal.SIGKILL)
-        killed.append((pid, name))
-
-    t = threading.Thread(target=killer, daemon=True)
-    t.start()
+    t, killed = kill_a_writer(out, "a Ray worker writing")
     rc, err = batch(capsys, *longer, "-o", out, "--ray", "auto", "--jobs", "2", *FFV1)
     t.join(5)
     assert rc == 0, err

@@ -195,9 +195,14 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
         if step % cfg.save_every == 0 or step == cfg.steps:
             checkpoint()
     bar.close()
-    final = cfg.out / f"{cfg.model}.safetensors"
     model.eval()
-    gain = calibrate_chroma_gain(model, images, cfg.crop, device, seed=cfg.seed)
+    return save_final(model, cfg, meta, step, seconds, calibrate_chroma_gain(model, images, cfg.crop, device,
+                                                                             seed=cfg.seed))
+
+
+def save_final(model, cfg: TrainConfig, meta: dict, step: int, seconds: float, gain: float) -> pathlib.Path:
+    """OUT/MODEL.safetensors with the run's facts and the chroma calibration in its metadata."""
+    final = cfg.out / f"{cfg.model}.safetensors"
     weights.save(model, final, {**meta, "steps": step, "seconds": round(seconds), "chroma_gain": f"{gain:.4f}"})
     return final
 

@@ -59,7 +59,7 @@ from .models import get_model
 from .models.temporal_unet import PatchDiscriminator
 from .runtime import Runtime
 from .sequences import Sources, load_sources, random_sequences
-from .train import TrainConfig, split_lab
+from .train import TrainConfig, save_final, split_lab
 
 #: the generator objective's weights: the authors' train.py's (whose adversarial
 #: weight option is never applied: the term counts once), but style (see above).
@@ -274,11 +274,9 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
             if step % cfg.save_every == 0 or step == cfg.steps:
                 checkpoint()
     bar.close()
-    final = cfg.out / f"{cfg.model}.safetensors"
     gen.eval()
-    gain = calibrate_chroma_gain(gen, sources, cfg.crop, device, seed=cfg.seed)
-    weights.save(gen, final, {**meta, "steps": step, "seconds": round(seconds), "chroma_gain": f"{gain:.4f}"})
-    return final
+    return save_final(gen, cfg, meta, step, seconds, calibrate_chroma_gain(gen, sources, cfg.crop, device,
+                                                                           seed=cfg.seed))
 
 
 @torch.no_grad()
