@@ -41,10 +41,10 @@ import threading
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import vapoursynth as vs
 
 from vidcolor import color
+from vidcolor.colorizer import working_shape
 from vidcolor.errors import VidcolorError
 from vidcolor.planes import MATRIX_CODES, MATRIX_OF_NAME, chroma_codes, default_matrix, luma_unit, unit_codes
 
@@ -192,8 +192,15 @@ class _Filter:
         self.batch = batch
         #: temporal="stabilize": at most how many frames before each block the stabilizer restarts
         self.window = window
-        #: source frames before each block its computation receives (window rounded up to whole blocks), else 0
-        self.history = -(-window // batch) * batch
+        #: source frames before each block its computation receives (whole blocks), else 0: the
+        #: stabilizer's window, and before its first model block the deflicker's window and the
+        #: scene-cut detector's look-back (see `_exposure`)
+        self.history = 0
+        if window:
+            from vidcolor.temporal import Deflicker, SceneCutDetector
+
+            need = window + batch - 1 + Deflicker().window - 1 + SceneCutDetector().lookback
+            self.history = -(-need // batch) * batch
         # the model's fresh ab (CPU float32, working size) of recent blocks, by block number
         self.fresh: collections.OrderedDict[int, torch.Tensor] = collections.OrderedDict()
         self.fresh_lock = threading.Lock()
@@ -307,20 +314,45 @@ class _Filter:
                 out[k] = self._luma([f], _full_range(f.props, self.fin))
         return torch.cat(out)
 
-    def _fresh_ab(self, q: int, frames) -> torch.Tensor:
-        """The model's own ab of block q (its frames given), always computed on the whole block
-        in one call, so the same block gives the same numbers whoever asks; kept for a while
-        because the next blocks' stabilizer runs start before them."""
+    def _small(self, frames) -> np.ndarray:
+        """Luma of frames at the model's working size (N, h, w), as `Colorizer.predict_ab` makes it."""
+        size = working_shape(self.src.height, self.src.width, self.colorizer.spec.working_size)
+        return np.concatenate([self.colorizer._small(self._lumas([f]), size) for f in frames])
+
+    def _exposure(self, q: int, before, frames) -> np.ndarray | None:
+        """The deflicker's (gain, offset) for block q's model input, as a sequential --stabilize run
+        computes them: its answer for frame t depends on frames t - window + 1 .. t and the cuts among
+        them, the detector's answer on the ``lookback`` frames before, all in ``before`` + ``frames``."""
+        from vidcolor.temporal import Stabilizer
+
+        stab = Stabilizer()
+        if stab.deflicker is None:
+            return None
+        s = q * self.batch
+        a = max(0, s - stab.deflicker.window + 1)
+        first = max(0, a - (stab.detector.lookback if stab.detector is not None else 0))
+        seq = list(before)[len(before) - (s - first):] + list(frames) if s > first else list(frames)
+        small = self._small(seq)
+        cuts = [bool(int(f.props.get("_SceneChangePrev", 0))) for f in seq]
+        stab.prime(small[:a - first])
+        return stab.prepare(small[a - first:], cuts[a - first:])[1][s - a:]
+
+    def _fresh_ab(self, q: int, frames, before=()) -> torch.Tensor:
+        """The model's own ab of block q (its frames given, and the source frames ``before`` it for the
+        deflicker), always computed on the whole block in one call, so the same block gives the same
+        numbers whoever asks; kept for a while because the next blocks' stabilizer runs start before them."""
         with self.fresh_lock:
             ab = self.fresh.get(q)
             if ab is not None:
                 self.fresh.move_to_end(q)
                 return ab
             y = self._lumas(frames).to(self.colorizer.device)
+            exposure = self._exposure(q, before, frames)
             with self.model_lock:
                 if q not in self.started:
                     self._prefetch(q)
-                ab = self.colorizer.predict_ab(y, frames=range(q * self.batch, q * self.batch + len(frames)))
+                ab = self.colorizer.predict_ab(y, frames=range(q * self.batch, q * self.batch + len(frames)),
+                                               exposure=exposure)
                 ab = ab.to("cpu", torch.float32)
             self.fresh[q] = ab
             while len(self.fresh) > self.fresh_keep:
@@ -343,15 +375,12 @@ class _Filter:
         cuts = [bool(int(f.props.get("_SceneChangePrev", 0))) for f in allf]
         r = max(s - self.window, lo + max([k for k in range(s - lo + 1) if cuts[k]], default=0))
         q0 = r // B * B
-        ab = torch.cat([self._fresh_ab(q // B, allf[q - lo:q - lo + B] if q < s else frames)
+        ab = torch.cat([self._fresh_ab(q // B, allf[q - lo:q - lo + B] if q < s else frames, allf[:q - lo])
                         for q in range(q0, s + 1, B)])[r - q0:]
         stab = Stabilizer()
         lookback = stab.detector.lookback if stab.detector is not None else 0
         first = max(lo, r - lookback)
-        work = tuple(ab.shape[-2:])
-        # the stabilizer works at the working size (as Colorizer.predict_ab's): one frame at a time
-        y_small = np.concatenate([F.interpolate(self._lumas([f]).float(), size=work, mode="area")[:, 0].numpy()
-                                  for f in allf[first - lo:]])
+        y_small = self._small(allf[first - lo:])
         if r > first:  # the detector sees the frames before the restart, as in one long run
             stab.prime(y_small[:r - first])
         out = stab.run(y_small[r - first:], ab.numpy(), cuts[r - lo:])

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from vidcolor.temporal import SceneCutDetector, Stabilizer, warmup_frames
+from vidcolor.temporal import Deflicker, SceneCutDetector, Stabilizer, warmup_frames
 
 EVAL = pathlib.Path(__file__).resolve().parent.parent / "data" / "eval"
 
@@ -322,6 +322,70 @@ def test_stabilizer_output_does_not_depend_on_the_thread_count():
         cv2.setNumThreads(threads)
     for a, b in zip(*runs):
         np.testing.assert_array_equal(a, b)
+
+
+# --------------------------------------------------------------------------
+# the deflicker of the model's input
+# --------------------------------------------------------------------------
+
+
+def _exposure_stats(frames, affine):
+    corrected = [np.clip(f * g + o, 0, 1) for f, (g, o) in zip(frames, affine)]
+    return np.array([c.mean() for c in corrected]), np.array([c.std() for c in corrected])
+
+
+def test_deflicker_takes_out_exposure_flicker_within_shots():
+    frames, cuts = shots(flicker=0.3, seed=3)  # strong: the deadband passes jitter of a few percent
+    stab = Stabilizer()
+    flags, affine = stab.prepare(frames)
+    assert [i for i, f in enumerate(flags) if f] == cuts  # the detector ran ahead of the model
+    means, stds = _exposure_stats(frames, affine)
+    raw_means, raw_stds = _exposure_stats(frames, [(1.0, 0.0)] * len(frames))
+    for a, b in zip([0, *cuts], [*cuts, len(frames)]):
+        # frame-to-frame exposure jumps inside each shot shrink to a fraction
+        assert np.abs(np.diff(means[a:b])).mean() < 0.5 * np.abs(np.diff(raw_means[a:b])).mean()
+        assert np.abs(np.diff(stds[a:b])).mean() < 0.5 * np.abs(np.diff(raw_stds[a:b])).mean()
+        # each shot starts from its own exposure: nothing is carried over a cut
+        assert affine[a, 0] == 1.0 and affine[a, 1] == 0.0
+
+
+def test_deflicker_leaves_steady_exposure_and_slow_fades_nearly_alone():
+    img = canvas(4)
+    steady = [window(img, t) for t in range(20)]
+    d = Deflicker()
+    means, stds = _exposure_stats(steady, [d.step(f) for f in steady])
+    assert np.abs(means - [f.mean() for f in steady]).max() < 0.005
+    assert np.abs(stds - [f.std() for f in steady]).max() < 0.015  # the pan changes the contrast slowly
+    # a slow fade (1% a frame) is followed with a lag of a few frames, not frozen
+    d.reset()
+    fade = [f * (1 - 0.01 * t) for t, f in enumerate(steady)]
+    means, _ = _exposure_stats(fade, [d.step(f) for f in fade])
+    assert means[-1] < means[0] - 0.05
+    assert np.abs(means - np.array([f.mean() for f in fade])).max() < 0.03
+
+
+def test_deflicker_answer_depends_only_on_its_window():
+    frames, _ = shots(lengths=(40,), flicker=0.15, seed=5)
+    seq = Deflicker()
+    whole = [seq.step(f) for f in frames]
+    for t in (20, 33, 39):  # a fresh one fed only the window before t gives the same answer
+        fresh = Deflicker()
+        for f in frames[t - fresh.window + 1:t]:
+            fresh.step(f)
+        assert fresh.step(frames[t]) == whole[t]
+
+
+def test_stabilized_colorizer_feeds_the_model_deflickered_luma(colorizer):
+    """--stabilize runs the model on the corrected luma: flickering input gives steadier raw predictions."""
+    frames, _ = shots(lengths=(16,), flicker=0.2, seed=1)
+    y = torch.from_numpy(np.stack(frames))[:, None]
+    stab = colorizer.stabilized()
+    flags, affine = Stabilizer().prepare(stab._small(y, (72, 96)))
+    deflickered = colorizer.predict_ab(y, exposure=affine)
+    raw = colorizer.predict_ab(y)
+    assert not torch.equal(deflickered, raw)
+    jump = lambda ab: float((ab[1:] - ab[:-1]).abs().mean())  # noqa: E731
+    assert jump(deflickered) < jump(raw)
 
 
 def test_warmup_frames():

@@ -110,21 +110,29 @@ class Colorizer:
 
     @torch.inference_mode()
     def predict_ab(self, y: torch.Tensor, cuts: Sequence[bool] | None = None,
-                   frames: Sequence[int] | None = None) -> torch.Tensor:
+                   frames: Sequence[int] | None = None, exposure: np.ndarray | None = None) -> torch.Tensor:
         """ab at the working size for luma ``y`` (N,1,H,W) in 0..1.
 
         ``cuts`` flags frames known from outside to start a shot (VapourSynth's
         ``_SceneChangePrev``); only the temporal state uses them. ``frames``:
         the frames' numbers, for hints (default: counted since `reset`).
+        ``exposure``: (N, 2) gain and offset for the model's input luma
+        (`vidcolor.temporal.Deflicker`); a stabilized colorizer computes its own.
         """
         if frames is None:
             frames = range(self.frame, self.frame + y.shape[0])
         self.frame += y.shape[0]
         size = working_shape(*y.shape[-2:], self.spec.working_size)
-        l = color.gray_to_l(color.resize(y.float(), size))
+        y_small = self._small(y, size) if self.stabilizer is not None or self.recurrence is not None else None
+        if self.stabilizer is not None:
+            cuts, exposure = self.stabilizer.prepare(y_small, cuts)
+        y_model = color.resize(y.float(), size)
+        if exposure is not None:
+            ga = torch.as_tensor(np.asarray(exposure, np.float32), device=y_model.device).view(-1, 2, 1, 1)
+            y_model = (y_model * ga[:, :1] + ga[:, 1:]).clamp_(0.0, 1.0)
+        l = color.gray_to_l(y_model)
         if self.device.type == "cpu":
             l = l.contiguous(memory_format=torch.channels_last)
-        y_small = self._small(y, size) if self.stabilizer is not None or self.recurrence is not None else None
         extra = self._hint_maps(frames, tuple(y.shape[-2:]), size) if self.hints is not None else ()
         if self.recurrence is None:
             with self.runtime.autocast():
@@ -143,7 +151,7 @@ class Colorizer:
             ab = torch.cat(self.recurrence.run(step, y_small, cuts)) * self.gain
         if self.stabilizer is None:
             return ab
-        out = self.stabilizer.run(y_small, ab.to("cpu", torch.float32).numpy(), cuts)
+        out = self.stabilizer.run(y_small, ab.to("cpu", torch.float32).numpy(), cuts, detect=False)
         return torch.from_numpy(np.stack(out)).to(ab.device)
 
     def _hint_maps(self, frames, frame_size, size) -> tuple:
