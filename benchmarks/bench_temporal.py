@@ -12,9 +12,8 @@ Three parts, each printed as a Markdown table:
 3. speed (``--speed``): per-frame time of ``Colorizer.chroma`` with and
    without the stabilizer on 640x480 frames.
 
-The model runs once per frame: its ``predict_ab`` is memoised on the luma
-batch, so every row sees the very same fresh predictions and differs only by
-the stabilizer. Usage:
+Every row runs the network itself: with ``--stabilize`` the model sees
+deflickered luma, so the rows' fresh predictions differ. Usage:
 
     python benchmarks/bench_temporal.py [--frames 100] [--alphas 0.85] [--clips bikes,tree]
         [--model zhang2016] [--device auto] [--speed] [--out DIR]
@@ -23,7 +22,6 @@ the stabilizer. Usage:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 import pathlib
 import sys
@@ -84,24 +82,8 @@ def _f(v, fmt: str) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else fmt.format(v)
 
 
-def memoise_model(colorizer: Colorizer) -> None:
-    """Run the network once per distinct luma batch, whichever row asks first."""
-    raw = colorizer.predict_ab
-    cache: dict[str, torch.Tensor] = {}
-
-    def predict_ab(y: torch.Tensor) -> torch.Tensor:
-        key = hashlib.sha1(y.detach().to("cpu").contiguous().numpy().tobytes()).hexdigest() + str(tuple(y.shape))
-        if key not in cache:
-            cache.clear()  # the rows of one batch share it; earlier batches are done
-            cache[key] = raw(y)
-        return cache[key]
-
-    colorizer.predict_ab = predict_ab  # an instance attribute: Colorizer.chroma calls self.predict_ab
-
-
 def bench_quality(colorizer: Colorizer, clips: list[str], frames: int, alphas: list[float], out: pathlib.Path,
                   batch: int) -> None:
-    memoise_model(colorizer)
     rows = []
     for clip in clips:
         path = EVAL / CLIPS[clip]
@@ -147,15 +129,14 @@ def bench_quality(colorizer: Colorizer, clips: list[str], frames: int, alphas: l
               f"{r['flicker'] / orig['flicker']:.2f} | {r['flicker_in_shots']:.3f} | {fl_in:.2f} | "
               f"{r['cdc']:.4f} | {r['seconds']:.1f} | {ok} |")
     print("\nFlicker in shots: the same mean without the frame pairs that straddle a hand-marked cut. "
-          "Seconds: the per-frame row pays the network; the stabilized rows reuse its memoised predictions, "
-          "so theirs is the stabilizer and colour conversion alone.")
+          "Seconds: time in the colorizer, network included.")
 
 
-def bench_speed(colorizer: Colorizer, weights=None, frames: int = 24, batch: int = 8) -> None:
+def bench_speed(colorizer: Colorizer, weights=None, frames: int = 48, batch: int = 8, repeats: int = 5) -> None:
     from conftest import texture
 
     ys = torch.from_numpy(np.stack([texture(i, 480, 640) for i in range(frames)]).astype(np.float32))[:, None]
-    plain = Colorizer(colorizer.name, weights, runtime=colorizer.runtime)  # not memoised
+    plain = Colorizer(colorizer.name, weights, runtime=colorizer.runtime)
     stab = plain.stabilized()
 
     def timed(c) -> float:
@@ -165,8 +146,29 @@ def bench_speed(colorizer: Colorizer, weights=None, frames: int = 24, batch: int
             c.chroma(ys[i:i + batch], (240, 320), "bt601")
         return (time.perf_counter() - t0) / frames
 
-    stab.reset()
-    t_plain, t_stab = timed(plain), timed(stab)
+    # The stabilizer's own work (prepare before the model, run after it), timed inside the
+    # stabilized calls: on a shared 2-core VM the totals drift by more than their difference.
+    own = [0.0]
+    for name in ("prepare", "run"):
+        method = getattr(stab.stabilizer, name)
+
+        def clocked(*a, _method=method, **k):
+            t0 = time.perf_counter()
+            try:
+                return _method(*a, **k)
+            finally:
+                own[0] += time.perf_counter() - t0
+        setattr(stab.stabilizer, name, clocked)
+
+    # interleaved repeats, best of each
+    plains, stabs, owns = [], [], []
+    for _ in range(repeats):
+        stab.reset()
+        plains.append(timed(plain))
+        own[0] = 0.0
+        stabs.append(timed(stab))
+        owns.append(own[0] / (frames + batch))  # timed() runs one warm-up batch too
+    t_plain, t_stab, t_own = min(plains), min(stabs), min(owns)
     stab.reset()
     det = SceneCutDetector()
     t0 = time.perf_counter()
@@ -177,7 +179,10 @@ def bench_speed(colorizer: Colorizer, weights=None, frames: int = 24, batch: int
     print("| per frame | ms |\n|---|---:|")
     print(f"| Colorizer.chroma | {t_plain * 1000:.1f} |")
     print(f"| Colorizer.stabilized().chroma | {t_stab * 1000:.1f} |")
-    print(f"| added by --stabilize | {(t_stab - t_plain) * 1000:.1f} ({(t_stab / t_plain - 1) * 100:+.0f}%) |")
+    print(f"| added by --stabilize (difference of the totals) | {(t_stab - t_plain) * 1000:.1f} "
+          f"({(t_stab / t_plain - 1) * 100:+.0f}%) |")
+    print(f"| the stabilizer's own time (cut detection, deflicker, flow, blend) | {t_own * 1000:.1f} "
+          f"({t_own / t_plain * 100:+.0f}% of Colorizer.chroma) |")
     print(f"| SceneCutDetector.update alone (full 640x480 luma) | {t_det * 1000:.2f} |")
 
 

@@ -18,7 +18,11 @@ from a restart point that depends on the block alone (the last
 ``_SceneChangePrev`` at or before the block's first frame, at most K frames
 back) to the block's end. The model's own predictions are made per whole block
 (so the same block always gives the same numbers) and the recent ones are kept,
-so sequential access runs the model once per frame.
+so sequential access runs the model once per frame. The model sees each frame's
+luma deflickered as in the CLI (`vidcolor.temporal.Deflicker`), whose answer
+depends on the 16 frames up to it and the cuts among them; the scene-cut
+detector's look-back before those comes along too, so the helper clips carry
+K + 16 + 26 frames (plus one block) before each block.
 
 A temporal model (``temporal_unet``: it takes the previous coloured frame as
 input) runs its recurrence in chains that restart on a fixed grid: the chain
@@ -584,7 +588,8 @@ def colorize(clip: vs.VideoNode, model: str = "default", weights: str | os.PathL
     :param temporal: None colours each frame alone. ``"stabilize"`` (or True)
         steadies the colour over time with `vidcolor.temporal.Stabilizer`
         (motion-compensated blending of the previous output, reset at scene
-        cuts found on luma and at frames whose ``_SceneChangePrev`` is set). To
+        cuts found on luma and at frames whose ``_SceneChangePrev`` is set; the
+        model sees luma with old film's exposure flicker taken out). To
         give the same frames whatever the request order or thread count, each
         block of ``batch`` frames runs a fresh stabilizer from a restart point
         that depends on the block alone: the last frame at or before the

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import collections
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable, Sequence
 
 import cv2
@@ -330,6 +332,17 @@ def _like(out: np.ndarray, ref) -> object:
     return out.astype(ref.dtype, copy=False) if np.issubdtype(ref.dtype, np.floating) else out
 
 
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _flow_pool() -> ThreadPoolExecutor:
+    """One worker thread for the forward flow (per process: a forked child gets its own)."""
+    global _POOL
+    if _POOL is None or _POOL[0] != os.getpid():
+        _POOL = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="vidcolor-flow"))
+    return _POOL[1]
+
+
 class Stabilizer:
     """Temporal stabilizer for per-frame chroma (ab or Cb/Cr), any model.
 
@@ -400,7 +413,10 @@ class Stabilizer:
         if deflicker is True:
             deflicker = Deflicker()
         self.deflicker: Deflicker | None = deflicker or None
+        # one DIS instance per direction: the two run at once (DIS alone leaves a core idle
+        # part of the time; two threads take 6.5 ms where one takes 9.2 on 2 cores)
         self._flow = cv2.DISOpticalFlow_create(preset)
+        self._flow_fwd = cv2.DISOpticalFlow_create(preset)
         self._grid: tuple[np.ndarray, np.ndarray] | None = None
         #: per step: whether it reset, and the mean confidence (for tests and reports)
         self.last: dict = {}
@@ -459,8 +475,9 @@ class Stabilizer:
             cur = cv2.resize(cur, size, interpolation=cv2.INTER_AREA)
         p8 = np.clip(prev * 255.0 + 0.5, 0, 255).astype(np.uint8)
         c8 = np.clip(cur * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        pending = _flow_pool().submit(self._flow_fwd.calc, p8, c8, None)
         backward = self._flow.calc(c8, p8, None)
-        forward = self._flow.calc(p8, c8, None)
+        forward = pending.result()
         if scale != 1.0:
             up = np.float32(w / c8.shape[1]), np.float32(h / c8.shape[0])
             backward = cv2.resize(backward, (w, h), interpolation=cv2.INTER_LINEAR)
