@@ -318,3 +318,11 @@ def test_evaluate_degraded_scores_against_the_clean_original(tmp_path):
     rows = {row["name"]: row for row in result["rows"]}
     assert np.array_equal(seen[0][..., 0], seen[0][..., 2])  # the colorizer saw gray, damaged frames
     assert rows["copy"]["psnr"] < 40  # scored against the clean colour original, which it never saw
+    # the floor of the damaged clip: the original's colour on the damaged lightness, flickering
+    # more than the clean original (the damage changes L frame to frame) but keeping its colour
+    from vidcolor.evaluate import DAMAGED
+
+    floor = rows[DAMAGED]
+    assert floor["flicker"] > rows["original"]["flicker"]
+    assert 0.6 < floor["colourfulness_ratio"] < 1.4 and floor["ab_auc"] > rows["gray"]["ab_auc"]
+    assert DAMAGED in (tmp_path / "r" / "clip-oldfilm.md").read_text()

@@ -39,12 +39,15 @@ from vidcolor.metrics import (
     ssim,
 )
 
-__all__ = ["Colorizer", "GRAY", "ORIGINAL", "IMAGE_SUFFIXES", "evaluate", "markdown_table", "open_frames"]
+__all__ = ["Colorizer", "DAMAGED", "GRAY", "ORIGINAL", "IMAGE_SUFFIXES", "evaluate", "markdown_table", "open_frames"]
 
 Colorizer = Callable[[list[np.ndarray]], list[np.ndarray]]
 
 GRAY = "gray"
 ORIGINAL = FlickerMeter.ORIGINAL
+#: with ``degrade``: the original's own ab on the damaged lightness, what a colorizer that keeps the
+#: input's luma (as every one here does) would show if its chroma were perfect
+DAMAGED = "original ab, damaged L"
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 
 # (key, header, format) of the Markdown table; arrows say which way is better
@@ -173,6 +176,16 @@ def _gray(frames: list[np.ndarray]) -> list[np.ndarray]:
     return [gray_baseline(f) for f in frames]
 
 
+def _on_damaged_luma(originals: list[np.ndarray], damaged: list[np.ndarray]) -> list[np.ndarray]:
+    out = []
+    for ref, gray in zip(originals, damaged):
+        lab = cv2.cvtColor(ref.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+        lab[:, :, 0] = cv2.cvtColor(gray.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)[:, :, 0]
+        rgb = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
+        out.append((np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
+    return out
+
+
 class _Scores:
     """Running sums for one colorizer; per-frame lists are floats only."""
 
@@ -240,9 +253,11 @@ def evaluate(
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
     for name in colorizers:
-        if name in (GRAY, ORIGINAL):
+        if name in (GRAY, ORIGINAL, DAMAGED):
             raise ValueError(f"the colorizer name {name!r} is reserved for the built-in reference")
-    runs: dict[str, Colorizer] = {**colorizers, GRAY: _gray}
+    runs: dict[str, Colorizer | None] = {**colorizers, GRAY: _gray}
+    if degrade is not None:
+        runs[DAMAGED] = None  # built from the reference too, below
     stem = source.name if source.is_dir() else source.stem
     if degrade is not None:
         stem += "-oldfilm"
@@ -266,7 +281,7 @@ def evaluate(
                 inputs = ([degrade(n + i, f) for i, f in enumerate(chunk)] if degrade is not None
                           else [f.copy() for f in chunk])
                 start = time.perf_counter()
-                result = colorize(inputs)
+                result = colorize(inputs) if colorize is not None else _on_damaged_luma(chunk, inputs)
                 scores[name].seconds += time.perf_counter() - start
                 outputs[name] = _check_outputs(name, chunk, result)
             for i, ref in enumerate(chunk):
@@ -414,7 +429,10 @@ def _markdown_report(result: dict) -> str:
         "the floor set by flow errors and noise. Smooth or faint chroma warps more easily, so a ratio below 1 "
         "is not better than the original: read flicker beside the colourfulness ratio. "
         "CDC: L1 distance (0..2) of the ab histograms of neighbouring frames.\n"
-        "- Seconds and FPS: time spent in the colorizer only.\n"
+        + (f"- {DAMAGED}: the original's colour (its Lab ab) on the damaged frames' lightness: the colour a "
+           "colorizer that keeps the input's luma would show with perfect chroma, so its flicker is the floor "
+           "for the damaged clip.\n" if any(r["name"] == DAMAGED for r in result["rows"]) else "")
+        + "- Seconds and FPS: time spent in the colorizer only.\n"
     )
 
 
