@@ -21,12 +21,16 @@ def _runtime(args):
     return Runtime(device=args.device, dtype=getattr(args, "dtype", None), batch=args.batch)
 
 
+def _model_choices() -> list[str]:
+    return ["default", *list_models()]
+
+
 def _add_model_args(p: argparse.ArgumentParser, *, many: bool = False) -> None:
     if many:
-        p.add_argument("--model", action="append", choices=["default", *list_models()], metavar="NAME",
+        p.add_argument("--model", action="append", choices=_model_choices(), metavar="NAME",
                        help=f"model to evaluate (repeatable; default {DEFAULT_MODEL}): {', '.join(list_models())}")
     else:
-        p.add_argument("--model", default=DEFAULT_MODEL, choices=["default", *list_models()], metavar="NAME",
+        p.add_argument("--model", default=DEFAULT_MODEL, choices=_model_choices(), metavar="NAME",
                        help=f"colorization model: {', '.join(list_models())} (default {DEFAULT_MODEL})")
         p.add_argument("--weights", metavar="FILE", help="weights to load instead of the shipped ones")
         p.add_argument("--saturation", type=float, default=1.0, metavar="S",
@@ -169,7 +173,7 @@ def run_train(argv) -> int:
 
     p = argparse.ArgumentParser(prog="vidcolor train", description="Train a model on colour photos or clips.")
     p.add_argument("data", nargs="+", help="folders (or files) of colour photos and/or colour video clips")
-    p.add_argument("--model", default=DEFAULT_MODEL, choices=["default", *list_models()], metavar="NAME")
+    p.add_argument("--model", default=DEFAULT_MODEL, choices=_model_choices(), metavar="NAME")
     p.add_argument("--out", default="runs/train", help="folder for checkpoints and the final weights")
     p.add_argument("--steps", type=int, default=TrainConfig.steps)
     p.add_argument("--batch", type=int, default=TrainConfig.batch)
@@ -301,7 +305,7 @@ def run_convert_weights(argv) -> int:
                     "without unpickling objects; {\"params\": ...} wrappers are unwrapped.")
     p.add_argument("input", metavar="IN.pth", help="checkpoint to read (.pth, or .safetensors)")
     p.add_argument("output", metavar="OUT.safetensors", help="safetensors file to write")
-    p.add_argument("--model", choices=["default", *list_models()], metavar="NAME",
+    p.add_argument("--model", choices=_model_choices(), metavar="NAME",
                    help="refuse weights that do not load strictly into this model")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output (never the input)")
     args = p.parse_args(argv)

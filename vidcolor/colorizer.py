@@ -148,7 +148,8 @@ class Colorizer:
                 return self.model.decode(raw).float()
 
             # The history is the model's own ab, as in training; the calibration applies to the output only.
-            ab = torch.cat(self.recurrence.run(step, y_small, cuts)) * self.gain
+            # With a stabilizer, `cuts` already holds its detector's answers (prepare): no second detector.
+            ab = torch.cat(self.recurrence.run(step, y_small, cuts, detect=self.stabilizer is None)) * self.gain
         if self.stabilizer is None:
             return ab
         out = self.stabilizer.run(y_small, ab.to("cpu", torch.float32).numpy(), cuts, detect=False)

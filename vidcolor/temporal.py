@@ -602,15 +602,16 @@ class Recurrence:
                 self.detector.update(y)
         self.restart()
 
-    def run(self, step, ys: Sequence, cuts: Sequence[bool] | None = None) -> list:
+    def run(self, step, ys: Sequence, cuts: Sequence[bool] | None = None, detect: bool = True) -> list:
         """ab of consecutive frames: ``step(i, prev_ab or None)`` predicts frame i from its history.
 
         ``ys``: the frames' luma (any size; the detector sees it), ``cuts``: external cut flags.
+        ``detect=False``: ``cuts`` already holds the detector's answers (`Stabilizer.prepare`).
         """
         cuts = list(cuts) if cuts is not None else [False] * len(ys)
         out = []
         for i, y in enumerate(ys):
-            detected = self.detector.update(_as_plane(y)) if self.detector is not None else False
+            detected = self.detector.update(_as_plane(y)) if self.detector is not None and detect else False
             if detected or cuts[i]:
                 self.prev = None
             ab = step(i, self.prev)
