@@ -93,6 +93,17 @@ def _unit_float(a: np.ndarray, peak: float | None = None) -> np.ndarray:
 # --------------------------------------------------------------------------
 
 
+def _box_sums(img: np.ndarray, rows, cols) -> tuple[np.ndarray, np.ndarray]:
+    """Sums of ``img`` and of its square over the boxes rows[0][i]..rows[1][i] x cols[0][j]..cols[1][j]."""
+    s, sq = cv2.integral2(img, sdepth=cv2.CV_64F, sqdepth=cv2.CV_64F)
+    (r0, r1), (c0, c1) = rows, cols
+
+    def box(t: np.ndarray) -> np.ndarray:
+        return t[np.ix_(r1, c1)] - t[np.ix_(r0, c1)] - t[np.ix_(r1, c0)] + t[np.ix_(r0, c0)]
+
+    return box(s), box(sq)
+
+
 class SceneCutDetector:
     """Shot boundaries from luminance, one frame at a time.
 
@@ -190,17 +201,21 @@ class SceneCutDetector:
     def _struct(self, a: np.ndarray, b: np.ndarray) -> float:
         h, w = a.shape
         r = min(self.shift, h // 4, w // 4)
-        best = -1.0
-        for dy in range(-r, r + 1):
-            for dx in range(-r, r + 1):
-                aa = a[max(0, dy):h + min(0, dy), max(0, dx):w + min(0, dx)]
-                bb = b[max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)]
-                aa = aa - aa.mean()
-                bb = bb - bb.mean()
-                den = math.sqrt(float((aa * aa).sum()) * float((bb * bb).sum()))
-                if den > 1e-9:
-                    best = max(best, float((aa * bb).sum()) / den)
-        return 1.0 - best if best > -1.0 else 1.0
+        # Every shift at once (a third of the time of a loop over them): the cross sums by one
+        # correlation with the zero-padded b, the overlaps' own sums from integral images.
+        # a[i] pairs with b[i - dy]: a's rows max(0, dy) .. h + min(0, dy), b's max(0, -dy) .. h - max(0, dy).
+        cross = cv2.matchTemplate(cv2.copyMakeBorder(b, r, r, r, r, cv2.BORDER_CONSTANT, value=0), a,
+                                  cv2.TM_CCORR).astype(np.float64)[::-1, ::-1]
+        d = np.arange(-r, r + 1)
+        sa, saa = _box_sums(a, (np.maximum(0, d), h + np.minimum(0, d)), (np.maximum(0, d), w + np.minimum(0, d)))
+        sb, sbb = _box_sums(b, (np.maximum(0, -d), h - np.maximum(0, d)), (np.maximum(0, -d), w - np.maximum(0, d)))
+        n = np.outer(h - np.abs(d), w - np.abs(d)).astype(np.float64)
+        den = np.sqrt(np.maximum(saa - sa * sa / n, 0.0) * np.maximum(sbb - sb * sb / n, 0.0))
+        # a flat overlap correlates with nothing (the sums' rounding is not a variance)
+        ok = den > np.maximum(1e-9, 1e-6 * np.sqrt(saa * sbb))
+        if not ok.any():
+            return 1.0
+        return 1.0 - float(((cross - sa * sb / n)[ok] / den[ok]).max())
 
     def _pair(self, a, b) -> tuple[float, float, float]:
         hist = 0.5 * float(np.abs(a[0] - b[0]).sum())
@@ -364,7 +379,11 @@ class Stabilizer:
        coarser flow agrees with itself less closely, so ``fb_abs`` is 2 px^2
        (the metric's 0.5 left bikes at 0.432, PSNR 28.51, and 0.909 damaged;
        2 gives 0.420, 28.52 and 0.793, and equal or lower flicker on the
-       other three clips).
+       other three clips). DIS runs the MEDIUM preset with fewer iterations
+       (``gd_iters`` 8 of its 25 gradient-descent steps per patch,
+       ``var_iters`` 3 of its 5 variational refinements; None keeps the
+       preset's): the pair of flows takes 4.5 ms instead of 6.4, and the
+       four clips' flicker moved by -0.003..+0.005 (bikes 0.420 -> 0.425).
     3. The previous OUTPUT chroma is warped onto the current frame with the
        backward flow.
     4. Confidence per pixel, 1 where the warp can be trusted and falling off
@@ -403,6 +422,8 @@ class Stabilizer:
         fb_abs: float = 2.0,
         flow_scale: float = 0.75,
         preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+        gd_iters: int | None = 8,
+        var_iters: int | None = 3,
         deflicker: Deflicker | None | bool = True,
     ) -> None:
         if not 0.0 <= alpha < 1.0:
@@ -421,12 +442,20 @@ class Stabilizer:
         self.deflicker: Deflicker | None = deflicker or None
         # one DIS instance per direction: the two run at once (DIS alone leaves a core idle
         # part of the time; two threads take 6.5 ms where one takes 9.2 on 2 cores)
-        self._flow = cv2.DISOpticalFlow_create(preset)
-        self._flow_fwd = cv2.DISOpticalFlow_create(preset)
+        self._flow, self._flow_fwd = (self._dis(preset, gd_iters, var_iters) for _ in range(2))
         self._grid: tuple[np.ndarray, np.ndarray] | None = None
         #: per step: whether it reset, and the mean confidence (for tests and reports)
         self.last: dict = {}
         self.reset()
+
+    @staticmethod
+    def _dis(preset: int, gd_iters: int | None, var_iters: int | None):
+        flow = cv2.DISOpticalFlow_create(preset)
+        if gd_iters is not None:
+            flow.setGradientDescentIterations(int(gd_iters))
+        if var_iters is not None:
+            flow.setVariationalRefinementIterations(int(var_iters))
+        return flow
 
     def reset(self) -> None:
         """Forget the previous frame and the detector's history (a new video or a seek)."""
