@@ -10,7 +10,8 @@ Three parts, each printed as a Markdown table:
    each ``--alphas`` value, with the issue's targets (flicker at most half,
    PSNR at most 0.3 dB lower, colourfulness ratio within 10%);
 3. speed (``--speed``): per-frame time of ``Colorizer.chroma`` with and
-   without the stabilizer on 640x480 frames.
+   without the stabilizer on 640x480 frames, and of whole ``colorize_video``
+   runs (decode, model, encode) on a 640x480 clip with and without it.
 
 Every row runs the network itself: with ``--stabilize`` the model sees
 deflickered luma, so the rows' fresh predictions differ. Usage:
@@ -34,6 +35,7 @@ import torch
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from vidcolor.colorizer import Colorizer  # noqa: E402
 from vidcolor.evaluate import evaluate  # noqa: E402
@@ -186,6 +188,33 @@ def bench_speed(colorizer: Colorizer, weights=None, frames: int = 48, batch: int
     print(f"| SceneCutDetector.update alone (full 640x480 luma) | {t_det * 1000:.2f} |")
 
 
+def bench_speed_end_to_end(colorizer: Colorizer, weights=None, frames: int = 150, repeats: int = 3) -> None:
+    """Whole `colorize_video` runs (decode, model, encode) with and without the stabilizer."""
+    from bench_engine import H, W, make_clip
+
+    from vidcolor.engine import colorize_video
+
+    plain = Colorizer(colorizer.name, weights, runtime=colorizer.runtime)
+    stab = plain.stabilized()
+    times: dict[str, list[float]] = {"plain": [], "stabilize": []}
+    with tempfile.TemporaryDirectory() as d:
+        clip = pathlib.Path(d) / "clip.mp4"
+        make_clip(clip, frames)
+        for r in range(repeats):  # interleaved, best of each
+            for name, c in (("plain", plain), ("stabilize", stab)):
+                c.reset()
+                t0 = time.perf_counter()
+                colorize_video(clip, pathlib.Path(d) / f"{name}{r}.mp4", c, progress=False)
+                times[name].append((time.perf_counter() - t0) / frames)
+    t_plain, t_stab = min(times["plain"]), min(times["stabilize"])
+    print(f"\n## End to end at {W}x{H} (colorize_video: decode, model, x264 encode; {frames} frames, "
+          f"best of {repeats})\n")
+    print("| per frame | ms | fps |\n|---|---:|---:|")
+    print(f"| vidcolor | {t_plain * 1000:.1f} | {1 / t_plain:.1f} |")
+    print(f"| vidcolor --stabilize | {t_stab * 1000:.1f} | {1 / t_stab:.1f} |")
+    print(f"| added by --stabilize | {(t_stab - t_plain) * 1000:.1f} ({(t_stab / t_plain - 1) * 100:+.0f}%) | |")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--frames", type=int, default=100, help="frames per clip for the quality part")
@@ -216,6 +245,7 @@ def main(argv=None) -> int:
             bench_quality(colorizer, clips, args.frames, alphas, pathlib.Path(args.out or tmp), args.batch)
     if args.speed:
         bench_speed(colorizer, args.weights)
+        bench_speed_end_to_end(colorizer, args.weights)
     return 0
 
 

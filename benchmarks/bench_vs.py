@@ -15,7 +15,7 @@ Encodes the same clip as bench_engine.py (640x480 H.264 by default), then:
 Usage:
 
     python benchmarks/bench_vs.py [--frames 120] [--size 640x480] [--threads 1,2,4] [--batch 8]
-        [--model zhang2016] [--device auto] [--no-engine] [--json FILE]
+        [--model zhang2016] [--device auto] [--stabilize] [--no-engine] [--json FILE]
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from vapoursynth import core
 from vidcolor.plugins.vs import colorize
 core.num_threads = {threads}
 clip = core.bs.VideoSource({clip!r}, cachemode=0)
-colorize(clip, model={model!r}, device={device!r}, batch={batch}).set_output()
+colorize(clip, model={model!r}, device={device!r}, batch={batch}, temporal={temporal!r}).set_output()
 """
 
 
@@ -81,13 +81,17 @@ def main():
     p.add_argument("--device", default="auto")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--no-engine", action="store_true", help="skip the engine's end-to-end run")
+    p.add_argument("--stabilize", action="store_true",
+                   help="temporal='stabilize' in the filter, and the engine's stabilized colorizer")
     p.add_argument("--json", help="write the figures to this file too")
     args = p.parse_args()
     bench_engine.W, bench_engine.H = map(int, args.size.split("x"))
 
     runtime = Runtime(device=args.device, batch=args.batch)
     colorizer = Colorizer(args.model, runtime=runtime)
-    res = {"model": args.model, "device": str(runtime.torch_device), "frames": args.frames, "size": args.size,
+    if args.stabilize:
+        colorizer = colorizer.stabilized()
+    res = {"model": args.model, "stabilize": args.stabilize, "device": str(runtime.torch_device), "frames": args.frames, "size": args.size,
            "batch": args.batch, "torch_threads": torch.get_num_threads(), "cpus": len(os.sched_getaffinity(0))}
     with tempfile.TemporaryDirectory() as d:
         tmp = pathlib.Path(d)
@@ -110,7 +114,8 @@ def main():
         for threads in (int(t) for t in args.threads.split(",")):
             script = tmp / f"bench{threads}.vpy"
             script.write_text(SCRIPT.format(threads=threads, clip=str(clip), model=args.model,
-                                            device=args.device, batch=args.batch))
+                                            device=args.device, batch=args.batch,
+                                            temporal="stabilize" if args.stabilize else None))
             fps, n = vspipe_fps(script, env)
             if n != args.frames:
                 raise SystemExit(f"vspipe output {n} frames, expected {args.frames}")

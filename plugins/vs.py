@@ -12,17 +12,21 @@ request order or the thread count, so the output is identical whether frames
 are asked for in order, backwards, at random or from many threads.
 
 With ``temporal="stabilize"`` the filter also receives, through more helper
-clips, the source frames of the whole blocks covering the K = 44 frames before
-each block, and the block's leader runs a fresh `vidcolor.temporal.Stabilizer`
-from a restart point that depends on the block alone (the last
-``_SceneChangePrev`` at or before the block's first frame, at most K frames
-back) to the block's end. The model's own predictions are made per whole block
-(so the same block always gives the same numbers) and the recent ones are kept,
-so sequential access runs the model once per frame. The model sees each frame's
-luma deflickered as in the CLI (`vidcolor.temporal.Deflicker`), whose answer
-depends on the 16 frames up to it and the cuts among them; the scene-cut
-detector's look-back before those comes along too, so the helper clips carry
-K + 16 + 26 frames (plus one block) before each block.
+clips, the source frames of the whole blocks covering the 2K - 1 frames before
+each block (K = 44), and the block is served by a `vidcolor.temporal.Stabilizer`
+chain from a restart point that depends on the block alone: the last multiple
+of K at least K frames before the block's first frame, or the last
+``_SceneChangePrev`` after it. A chain's state after each block is kept, so on
+sequential access the next block continues it; any other order reruns the
+chain from its restart point, with the same numbers. The model's own
+predictions are made per whole block (so the same block always gives the same
+numbers) and the recent ones are kept, so sequential access runs the model once
+per frame. The model sees each frame's luma deflickered as in the CLI
+(`vidcolor.temporal.Deflicker`), whose answer depends on the 16 frames up to it
+and the cuts among them; the scene-cut detector's answer for a frame depends on
+the 26 frames before it; both, and the lumas at the working size, are computed
+once per frame and kept while the blocks that need them run. So the helper
+clips carry 2K - 1 + 16 + 26 frames (plus one block) before each block.
 
 A temporal model (``temporal_unet``: it takes the previous coloured frame as
 input) runs its recurrence in chains that restart on a fixed grid: the chain
@@ -186,6 +190,28 @@ class _Blocks:
         return blk.result[i]
 
 
+class _Recent:
+    """The last ``size`` values put, by key, for any thread."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.lock, self.items = size, threading.Lock(), collections.OrderedDict()
+
+    def get(self, key):
+        with self.lock:
+            value = self.items.get(key)
+            if value is not None:
+                self.items.move_to_end(key)
+            return value
+
+    def put(self, key, value):
+        with self.lock:
+            self.items[key] = value
+            self.items.move_to_end(key)
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+        return value
+
+
 class _Filter:
     """The colorize() node's state: how to read, run and write one block."""
 
@@ -203,12 +229,19 @@ class _Filter:
         if window:
             from vidcolor.temporal import Deflicker, SceneCutDetector
 
-            need = window + batch - 1 + Deflicker().window - 1 + SceneCutDetector().lookback
+            # a chain starts up to 2 * window - 1 frames before a block (`_stabilized_ab`)
+            need = 2 * window - 1 + batch - 1 + Deflicker().window - 1 + SceneCutDetector().lookback
             self.history = -(-need // batch) * batch
+            # (restart frame, next frame) -> the chain's Stabilizer, having run up to that frame
+            self.stab_chains: collections.OrderedDict = collections.OrderedDict()
+            self.stab_lock = threading.Lock()
         # the model's fresh ab (CPU float32, working size) of recent blocks, by block number
         self.fresh: collections.OrderedDict[int, torch.Tensor] = collections.OrderedDict()
         self.fresh_lock = threading.Lock()
         self.fresh_keep = self.history // batch + 2
+        # per source frame: the luma at the working size and the scene-cut detector's answer
+        self.smalls = _Recent(self.history + 4 * batch)
+        self.cuts = _Recent(self.history + 4 * batch)
         #: a temporal model: restart grid K, warm-up W, detector look-back (see the module docstring)
         self.recurrent = colorizer.temporal
         if self.recurrent:
@@ -318,28 +351,53 @@ class _Filter:
                 out[k] = self._luma([f], _full_range(f.props, self.fin))
         return torch.cat(out)
 
-    def _small(self, frames) -> np.ndarray:
-        """Luma of frames at the model's working size (N, h, w), as `Colorizer.predict_ab` makes it."""
+    def _small(self, first: int, frames, start: int | None = None) -> np.ndarray:
+        """Luma at the model's working size (N, h, w), as `Colorizer.predict_ab` makes it, of source
+        frames ``start`` (default ``first``) .. the end of ``frames``, which are frames ``first`` ...
+        Kept per frame number: the blocks' histories overlap."""
         size = working_shape(self.src.height, self.src.width, self.colorizer.spec.working_size)
-        return np.concatenate([self.colorizer._small(self._lumas([f]), size) for f in frames])
+        start = first if start is None else start
+        out = []
+        for n in range(start, first + len(frames)):
+            small = self.smalls.get(n)
+            if small is None:
+                small = self.smalls.put(n, self.colorizer._small(self._lumas([frames[n - first]]), size)[0])
+            out.append(small)
+        return np.stack(out)
+
+    def _detected(self, first: int, frames, start: int) -> list[bool]:
+        """The scene-cut detector's answers for source frames ``start`` .. the end of ``frames`` (frames
+        ``first`` ...), as one sequential run gives them: frame t's depends on frames t - lookback .. t
+        alone, so a detector started ``lookback`` frames before the first unknown one gives them all."""
+        from vidcolor.temporal import SceneCutDetector
+
+        end = first + len(frames)
+        missing = next((n for n in range(start, end) if self.cuts.get(n) is None), None)
+        if missing is not None:
+            det = SceneCutDetector()
+            begin = max(0, missing - det.lookback)
+            assert begin >= first, f"the history is too short: frames from {begin} needed, {first} given"
+            for n, small in zip(range(begin, end), self._small(first, frames, begin)):
+                found = det.update(small)
+                if n >= missing:
+                    self.cuts.put(n, found)
+        return [self.cuts.get(n) for n in range(start, end)]
 
     def _exposure(self, q: int, before, frames) -> np.ndarray | None:
         """The deflicker's (gain, offset) for block q's model input, as a sequential --stabilize run
         computes them: its answer for frame t depends on frames t - window + 1 .. t and the cuts among
         them, the detector's answer on the ``lookback`` frames before, all in ``before`` + ``frames``."""
-        from vidcolor.temporal import Stabilizer
+        from vidcolor.temporal import SceneCutDetector, Stabilizer
 
-        stab = Stabilizer()
+        stab = Stabilizer(detector=None)
         if stab.deflicker is None:
             return None
         s = q * self.batch
         a = max(0, s - stab.deflicker.window + 1)
-        first = max(0, a - (stab.detector.lookback if stab.detector is not None else 0))
+        first = max(0, a - SceneCutDetector().lookback)
         seq = list(before)[len(before) - (s - first):] + list(frames) if s > first else list(frames)
-        small = self._small(seq)
-        cuts = [bool(int(f.props.get("_SceneChangePrev", 0))) for f in seq]
-        stab.prime(small[:a - first])
-        return stab.prepare(small[a - first:], cuts[a - first:])[1][s - a:]
+        cuts = [bool(int(f.props.get("_SceneChangePrev", 0))) for f in seq[a - first:]]
+        return stab.prepare(self._small(first, seq, a), cuts, self._detected(first, seq, a))[1][s - a:]
 
     def _fresh_ab(self, q: int, frames, before=()) -> torch.Tensor:
         """The model's own ab of block q (its frames given, and the source frames ``before`` it for the
@@ -364,30 +422,37 @@ class _Filter:
             return ab
 
     def _stabilized_ab(self, b: int, frames, history) -> torch.Tensor:
-        """Stabilized ab of block b: a fresh Stabilizer run from frame r to the block's end.
+        """Stabilized ab of block b: the Stabilizer chain that serves it, from its restart frame r.
 
-        r = the last frame at or before the block's first (s) whose _SceneChangePrev is set, but
-        no earlier than s - window (and 0); the outputs depend on the block alone. The frames
-        between s - history (the block-aligned start of the model runs needed) and r only prime the
-        scene-cut detector."""
+        With s the block's first frame and K the window, chains start on a grid: g = the last
+        multiple of K at least K frames before s (or 0); r = the last frame from g to s whose
+        _SceneChangePrev is set, else g. So r depends on the block alone, and at least K frames
+        (or the clip's start, or a marked cut) lie between r and s. The chain's state after each
+        block is kept: on sequential access the next block continues it, and the stabilizer steps
+        through about 2 frames per frame; any other order reruns the chain from r, identically."""
         from vidcolor.temporal import Stabilizer
 
-        B, s = self.batch, b * self.batch
+        B, s, K = self.batch, b * self.batch, self.window
         lo = max(0, s - self.history)
         hist = list(history[len(history) - (s - lo):]) if s > lo else []
         allf = hist + list(frames)  # source frames lo .. block end
         cuts = [bool(int(f.props.get("_SceneChangePrev", 0))) for f in allf]
-        r = max(s - self.window, lo + max([k for k in range(s - lo + 1) if cuts[k]], default=0))
-        q0 = r // B * B
+        g = max(0, (s - K) // K * K)
+        r = max([g] + [lo + k for k in range(g - lo, s - lo + 1) if cuts[k]])
+        with self.stab_lock:
+            stab = self.stab_chains.pop((r, s), None)
+        start = s if stab is not None else r
+        stab = stab or Stabilizer(detector=None)
+        q0 = start // B * B
         ab = torch.cat([self._fresh_ab(q // B, allf[q - lo:q - lo + B] if q < s else frames, allf[:q - lo])
-                        for q in range(q0, s + 1, B)])[r - q0:]
-        stab = Stabilizer()
-        lookback = stab.detector.lookback if stab.detector is not None else 0
-        first = max(lo, r - lookback)
-        y_small = self._small(allf[first - lo:])
-        if r > first:  # the detector sees the frames before the restart, as in one long run
-            stab.prime(y_small[:r - first])
-        out = stab.run(y_small[r - first:], ab.numpy(), cuts[r - lo:])
+                        for q in range(q0, s + 1, B)])[start - q0:]
+        # the detector's answers come from the frames before the restart too, as in one long run
+        flags = [c or d for c, d in zip(cuts[start - lo:], self._detected(lo, allf, start))]
+        out = stab.run(self._small(lo, allf, start), ab.numpy(), flags)
+        with self.stab_lock:
+            self.stab_chains[(r, s + len(frames))] = stab
+            while len(self.stab_chains) > _MAX_PENDING_BLOCKS:
+                self.stab_chains.popitem(last=False)
         return torch.from_numpy(np.stack(out[len(out) - len(frames):]))
 
     def _recurrent_ab(self, b: int, frames, history) -> torch.Tensor:
@@ -591,18 +656,17 @@ def colorize(clip: vs.VideoNode, model: str = "default", weights: str | os.PathL
         cuts found on luma and at frames whose ``_SceneChangePrev`` is set; the
         model sees luma with old film's exposure flicker taken out). To
         give the same frames whatever the request order or thread count, each
-        block of ``batch`` frames runs a fresh stabilizer from a restart point
-        that depends on the block alone: the last frame at or before the
-        block's first with ``_SceneChangePrev`` set, but at most K frames
-        before it, K = `vidcolor.temporal.warmup_frames()` = 44, beyond which
-        older frames weigh less than 1% (the scene-cut detector is primed with
-        the frames just before the restart point). So the stabilizer restarts
-        at scene changes and at most every K frames; it needs no sequential
-        access. Cost: on sequential access the model still runs once per frame
-        (its recent predictions are kept), but the stabilizer (optical flow
-        at the model's working size, on the CPU) steps through up to K +
-        ``batch`` frames per block, so a larger ``batch`` makes it cheaper;
-        random access also reruns the model on the blocks in the K frames before.
+        block of ``batch`` frames is served by a stabilizer chain whose restart
+        point depends on the block alone: the last multiple of K at least K
+        frames before the block's first, K = `vidcolor.temporal.warmup_frames()`
+        = 44, beyond which older frames weigh less than 1%, or the last frame
+        after that with ``_SceneChangePrev`` set (the scene-cut detector's
+        answers do not depend on the restart). So the stabilizer restarts at
+        scene changes and every K frames, each restart K to 2K - 1 frames
+        ahead of the blocks it serves; it needs no sequential access. Cost: on
+        sequential access the chains are continued, so the model runs once per
+        frame and the stabilizer (optical flow at the model's working size, on
+        the CPU) about twice; random access reruns the chain from its restart.
         A temporal model (``model="temporal_unet"``) always sees its previous
         output; it runs in chains restarting at ``_SceneChangePrev``, at its
         own detected cuts and on a grid of K frames (each chain warmed up on

@@ -414,7 +414,7 @@ def test_vspipe_threads(tmp_path, vspipe_env, needs_bs):
 # temporal="stabilize"
 # --------------------------------------------------------------------------
 
-STAB_N = 64  # past the restart window (44 frames): the blocks from frame 48 on restart at s - 44
+STAB_N = 104  # past the first grid restart: the blocks from frame 88 on are served by a chain from frame 44
 
 
 @pytest.fixture(scope="module")
@@ -459,8 +459,9 @@ def test_stabilize_keeps_y_and_steadies_chroma(stab_src, stab_ref):
 
 def test_stabilize_matches_sequential_stabilizer(stab_src, stab_ref):
     """The filter gives what the CLI's --stabilize does (one stabilizer running through the clip from
-    its start, the same model, blocks of 8): exactly while the blocks start within 44 frames of the
-    clip's start, and within a code where the restart window has cut the older frames off."""
+    its start, the same model, blocks of 8): exactly while the blocks are served by the chain from
+    the clip's start (first frames before 88), and within a code where a chain from frame 44 has
+    cut the older frames off."""
     from vidcolor.colorizer import Colorizer
     from vidcolor.planes import chroma_codes, luma_unit
     from vidcolor.runtime import Runtime
@@ -473,9 +474,9 @@ def test_stabilize_matches_sequential_stabilizer(stab_src, stab_ref):
         codes = chroma_codes(cbcr, 8, False)
         for j in range(8):
             for p in (1, 2):
-                if s <= 44:
+                if s < 88:
                     np.testing.assert_array_equal(codes[j][p - 1], ref[s + j][p], err_msg=f"frame {s + j} plane {p}")
-                else:  # blocks 48 and 56 restarted at frames 4 and 12
+                else:  # blocks 88 and 96: the chain from frame 44
                     assert np.abs(codes[j][p - 1].astype(int) - ref[s + j][p]).max() <= 1, f"frame {s + j} plane {p}"
 
 

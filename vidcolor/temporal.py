@@ -443,7 +443,7 @@ class Stabilizer:
         # one DIS instance per direction: the two run at once (DIS alone leaves a core idle
         # part of the time; two threads take 6.5 ms where one takes 9.2 on 2 cores)
         self._flow, self._flow_fwd = (self._dis(preset, gd_iters, var_iters) for _ in range(2))
-        self._grid: tuple[np.ndarray, np.ndarray] | None = None
+        self._grids: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         #: per step: whether it reset, and the mean confidence (for tests and reports)
         self.last: dict = {}
         self.reset()
@@ -470,20 +470,25 @@ class Stabilizer:
         if self.deflicker is not None:
             self.deflicker.reset()
 
-    def prepare(self, ys: Sequence, cuts: Sequence[bool] | None = None) -> tuple[list[bool], np.ndarray]:
+    def prepare(self, ys: Sequence, cuts: Sequence[bool] | None = None,
+                detected: Sequence[bool] | None = None) -> tuple[list[bool], np.ndarray]:
         """Before the model: the cut flags of consecutive frames and their exposure correction.
 
         Runs the scene-cut detector on each luma (the frames `run` will then get with
         ``detect=False``) and returns the flags (detected or given in ``cuts``) and an
         (N, 2) array of (gain, offset) for the model's input (`Deflicker`; 1, 0 without).
+        ``detected``: the detector's answers, known already (it is then not run).
         """
         cuts = list(cuts) if cuts is not None else [False] * len(ys)
         flags, affine = [], np.zeros((len(ys), 2), np.float32)
         affine[:, 0] = 1.0
         for i, y in enumerate(ys):
             plane = _as_plane(y)
-            detected = self.detector.update(plane) if self.detector is not None else False
-            flags.append(bool(cuts[i]) or detected)
+            if detected is not None:
+                found = bool(detected[i])
+            else:
+                found = self.detector.update(plane) if self.detector is not None else False
+            flags.append(bool(cuts[i]) or found)
             if self.deflicker is not None:
                 affine[i] = self.deflicker.step(_unit_float(plane), flags[-1])
         return flags, affine
@@ -500,8 +505,13 @@ class Stabilizer:
                 self.detector.update(y)
         self.restart()
 
-    def _flow_pair(self, prev: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Backward (t -> t-1) and forward (t-1 -> t) flow, in pixels of the chroma grid."""
+    def _flows(self, prev: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The backward flow (t -> t-1) in pixels of the chroma grid, and the forward-backward excess.
+
+        The excess ``max(r - tol, 0) / tol`` (see the class) is computed on the flow's own
+        grid, ``flow_scale`` of the chroma's, and upsampled: only the backward flow, which
+        carries the colour, is needed at the chroma's size.
+        """
         h, w = cur.shape
         scale = self.flow_scale
         if scale != 1.0:
@@ -513,14 +523,29 @@ class Stabilizer:
         pending = _flow_pool().submit(self._flow_fwd.calc, p8, c8, None)
         backward = self._flow.calc(c8, p8, None)
         forward = pending.result()
+
+        hs, ws = c8.shape
+        xs, ys = self._grid_of(hs, ws)
+        fwd_at = cv2.remap(forward, xs + backward[:, :, 0], ys + backward[:, :, 1], cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)
+        bx, by, fx, fy = backward[:, :, 0], backward[:, :, 1], fwd_at[:, :, 0], fwd_at[:, :, 1]
+        round_trip = (bx + fx) ** 2 + (by + fy) ** 2
+        # fb_abs is in pixels^2 of the chroma grid; the flow's pixels are (w / ws) of those
+        tol = np.float32(self.fb_rel) * (bx * bx + by * by + fx * fx + fy * fy) \
+            + np.float32(self.fb_abs * (ws / w) * (hs / h))
+        excess = np.maximum(round_trip - tol, 0.0) / tol
         if scale != 1.0:
-            up = np.float32(w / c8.shape[1]), np.float32(h / c8.shape[0])
             backward = cv2.resize(backward, (w, h), interpolation=cv2.INTER_LINEAR)
-            forward = cv2.resize(forward, (w, h), interpolation=cv2.INTER_LINEAR)
-            for f in (backward, forward):
-                f[:, :, 0] *= up[0]
-                f[:, :, 1] *= up[1]
-        return backward, forward
+            backward[:, :, 0] *= np.float32(w / ws)
+            backward[:, :, 1] *= np.float32(h / hs)
+            excess = cv2.resize(excess, (w, h), interpolation=cv2.INTER_LINEAR)
+        return backward, excess
+
+    def _grid_of(self, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+        grid = self._grids.get((h, w))
+        if grid is None:
+            grid = self._grids[(h, w)] = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        return grid
 
     def step(self, y, chroma, cut: bool = False, detect: bool = True):
         """The stabilized chroma of the next frame.
@@ -552,33 +577,21 @@ class Stabilizer:
         gain = min(4.0, max(0.25, sc / sp)) if sp > 1e-4 and sc > 1e-4 else 1.0
         prev_adj = (prev_y - np.float32(mp)) * np.float32(gain) + np.float32(mc)
 
-        # 2. flow both ways
-        backward, forward = self._flow_pair(prev_adj, cur)
-        if self._grid is None or self._grid[0].shape != (h, w):
-            self._grid = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-        xs, ys = self._grid
+        # 2. flow both ways, and how far they disagree
+        backward, excess = self._flows(prev_adj, cur)
+        xs, ys = self._grid_of(h, w)
         map_x = xs + backward[:, :, 0]
         map_y = ys + backward[:, :, 1]
         inside = (map_x >= 0) & (map_x <= w - 1) & (map_y >= 0) & (map_y <= h - 1)
-        # one fixed-point map for the two warps below: cheaper than two float remaps
-        m1, m2 = cv2.convertMaps(map_x, map_y, cv2.CV_16SC2)
-
-        def warp(img: np.ndarray) -> np.ndarray:
-            return cv2.remap(img, m1, m2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
         # 3. the previous output and luma, carried along the motion (one 3-channel warp)
-        carried = warp(np.dstack((prev_out[0], prev_out[1], prev_adj)))
+        carried = cv2.remap(np.dstack((prev_out[0], prev_out[1], prev_adj)), map_x, map_y, cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REPLICATE)
         warped = carried[:, :, :2].transpose(2, 0, 1)
 
-        # 4. confidence
-        fwd_at = warp(forward)
-        bx, by, fx, fy = backward[:, :, 0], backward[:, :, 1], fwd_at[:, :, 0], fwd_at[:, :, 1]
-        round_trip = (bx + fx) ** 2 + (by + fy) ** 2
-        tol = np.float32(self.fb_rel) * (bx * bx + by * by + fx * fx + fy * fy) + np.float32(self.fb_abs)
-        excess = np.maximum(round_trip - tol, 0.0) / tol
+        # 4. confidence: the product of the two exponentials in one
         diff = np.maximum(np.abs(cur - carried[:, :, 2]) - np.float32(self.luma_tol), 0.0)
         diff *= np.float32(1.0 / self.luma_sigma)
-        # the product of the two exponentials in one
         conf = np.exp(-(excess + diff * diff)) * inside
         weight = np.float32(self.alpha) * conf
 
