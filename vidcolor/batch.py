@@ -475,9 +475,13 @@ class LocalPool:
             try:
                 while pending or inflight:
                     while pending and len(inflight) < self.jobs:
-                        task = pending.popleft()
+                        task = pending[0]
+                        # submit first: a pool that broke meanwhile refuses it, and the task
+                        # must stay pending (it was lost, left "running", when popped first)
+                        fut = pool.submit(work, task)
+                        pending.popleft()
                         started(task)
-                        inflight[pool.submit(work, task)] = task
+                        inflight[fut] = task
                     done, _ = concurrent.futures.wait(inflight, return_when=concurrent.futures.FIRST_COMPLETED)
                     for fut in done:
                         task = inflight.pop(fut)
