@@ -37,6 +37,34 @@ def test_model_forward_decode_loss(name, tmp_path):
         assert torch.equal(model.decode(model(l)), again.decode(again(l)))
 
 
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in list_models()])
+def test_conv_bn_folding_keeps_the_outputs(name):
+    """The Colorizer folds BatchNorm into the convolution before it: same colours, fewer layers."""
+    import copy
+
+    from vidcolor.colorizer import fuse_conv_bn
+
+    torch.manual_seed(1)
+    model = get_model(name).build()
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    with torch.no_grad():
+        for bn in bns:  # statistics a trained network would have, not the identity of a fresh one
+            if bn.running_mean is not None:
+                bn.running_mean.normal_(0, 0.2)
+                bn.running_var.uniform_(0.5, 2.0)
+            if bn.affine:
+                bn.weight.normal_(1, 0.2)
+                bn.bias.normal_(0, 0.2)
+    model.eval()
+    fused = fuse_conv_bn(copy.deepcopy(model))
+    if name == "default" or name == get_model("default").name:
+        assert bns and not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    l = torch.rand(2, 1, 64, 48) * 100
+    with torch.no_grad():
+        want, got = model.decode(model(l)), fused.decode(fused(l))
+    torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-4)
+
+
 @pytest.mark.parametrize("name", [n for n in list_models() if get_model(n).weights])
 def test_shipped_weights_load_strictly(name):
     path = weights.shipped_dir() / get_model(name).weights

