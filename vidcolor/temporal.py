@@ -505,7 +505,7 @@ class Stabilizer:
                 self.detector.update(y)
         self.restart()
 
-    def _flows(self, prev: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _flows(self, prev: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The backward flow (t -> t-1) in pixels of the chroma grid, and the forward-backward excess.
 
         The excess ``max(r - tol, 0) / tol`` (see the class) is computed on the flow's own
