@@ -234,3 +234,32 @@ def test_cli_colorizes_a_video_with_the_temporal_model(tmp_path):
     assert len(b.planes) == 6 and b.pts == a.pts
     assert all(np.array_equal(x[0], y[0]) for x, y in zip(a.planes, b.planes))  # luma kept
     assert np.abs(b.planes[3][1].astype(int) - 128).mean() > 0.2  # some colour
+
+
+def test_trainer_colours_its_own_history_as_the_engine_does():
+    """The "own" previous frame of a training sample is what the engine would have
+    fed the model there: the shot coloured from a blank history in eval mode; and
+    making it changes neither the generator's mode nor its batch-norm statistics."""
+    from contextlib import nullcontext
+
+    from vidcolor.colorizer import Colorizer
+    from vidcolor.runtime import Runtime
+    from vidcolor.train_temporal import OWN_CHAIN, own_history
+
+    gen = weights.load_model("temporal_unet", None, Runtime(device="cpu")).train()
+    stats = {k: v.clone() for k, v in gen.state_dict().items() if "running" in k}
+    rng = np.random.default_rng(5)
+    size = get_model("temporal_unet").working_size
+    seq = synthetic_sequence(_picture(300, 360), OWN_CHAIN, size, rng)
+    rgb = torch.from_numpy(seq).permute(0, 3, 1, 2).float() / 255
+    y = 0.299 * rgb[:, :1] + 0.587 * rgb[:, 1:2] + 0.114 * rgb[:, 2:]
+    earlier = torch.stack([split_lab(rgb[t:t + 1])[0] for t in range(OWN_CHAIN)], dim=1)
+    own = own_history(gen, earlier, nullcontext)
+    assert gen.training
+    assert all(torch.equal(v, gen.state_dict()[k]) for k, v in stats.items())
+
+    engine = Colorizer("temporal_unet", None, Runtime(device="cpu"))
+    shot = engine.predict_ab(y) / engine.gain
+    torch.testing.assert_close(own, shot[-1:], rtol=0, atol=2e-3)
+    # the history is the chain's, not a single frame from blank
+    assert (own - engine.fresh().predict_ab(y[-1:]) / engine.gain).abs().max() > 1e-2
