@@ -302,6 +302,42 @@ def test_old_film_degrader_is_deterministic_and_damages_only_luma():
     assert not np.array_equal(film(6, rgb), a)
 
 
+def test_old_film_damage_kinds_alone_are_the_full_damages_parts():
+    from vidcolor.degrade import KINDS, OldFilm
+
+    rgb = (np.random.default_rng(1).random((120, 160, 3)) * 255).astype(np.uint8)
+    full, part = OldFilm(seed=2), OldFilm.only(["flicker", "grain"], seed=2)
+    assert full.name == "oldfilm" and part.name == "oldfilm-flicker+grain"
+    assert OldFilm.only([]).name == "oldfilm-none" and OldFilm.only(KINDS).name == "oldfilm"
+    a, b = full(4, rgb)[..., 0], part(4, rgb)[..., 0]
+    # the same exposure and grain draws: the frames differ only where a scratch or a speck is
+    differ = a != b
+    assert 0 < differ.mean() < 0.1
+    # nothing but the clean luma, rounded, when every kind is off
+    y = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    assert np.abs(OldFilm.only([])(4, rgb)[..., 0] - y).max() <= 0.5 + 1e-3
+    with pytest.raises(ValueError, match="unknown damage mould; choose from flicker, grain, scratches, dust"):
+        OldFilm.only(["grain", "mould"])
+
+
+def test_eval_cli_scores_chosen_damage_kinds(tmp_path, capsys):
+    from vidcolor.cli import main
+
+    video = tmp_path / "clip.mp4"
+    _write_video(video, _translating(6, 48, 64))
+    out = tmp_path / "r"
+    assert main(["eval", str(video), "--model", "iizuka2016", "--degrade", "--damage", "grain,dust",
+                 "--out", str(out), "--quiet"]) == 0
+    report = json.loads((out / "clip-oldfilm-grain+dust.json").read_text())
+    assert report["frames"] == 6 and {r["name"] for r in report["rows"]} >= {"iizuka2016", "gray"}
+    capsys.readouterr()
+    assert main(["eval", str(video), "--damage", "grain", "--out", str(out), "--quiet"]) != 0
+    assert "add --degrade" in capsys.readouterr().err
+    assert main(["eval", str(video), "--degrade", "--damage", "mould", "--out", str(out), "--quiet"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--damage mould" in err and "choose from flicker" in err
+
+
 def test_evaluate_degraded_scores_against_the_clean_original(tmp_path):
     from vidcolor.degrade import OldFilm
 

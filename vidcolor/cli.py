@@ -195,6 +195,18 @@ def run_train(argv) -> int:
     return 0
 
 
+def _damage(kinds: str):
+    from .degrade import OldFilm
+
+    if kinds == "all":
+        return OldFilm()
+    try:
+        # The damage is a pure function of (seed, frame): one instance serves every source.
+        return OldFilm.only(k.strip() for k in kinds.split(",") if k.strip())
+    except ValueError as err:
+        raise InvalidInput(f"--damage {kinds}: {err}") from None
+
+
 def run_eval(argv) -> int:
     from .colorizer import Colorizer
     from .evaluate import evaluate, markdown_table
@@ -210,12 +222,18 @@ def run_eval(argv) -> int:
     p.add_argument("--degrade", action="store_true",
                    help="damage the luma like old film (flicker, grain, scratches, dust) before colorizing; "
                         "scores stay against the clean original (reports named STEM-oldfilm)")
+    p.add_argument("--damage", metavar="KINDS",
+                   help="with --degrade, only these comma-separated kinds of damage (reports named "
+                        "STEM-oldfilm-KIND+KIND): what each costs")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     names = args.model or [DEFAULT_MODEL]
     weights = args.weights or [None] * len(names)
     if len(weights) != len(names):
         raise InvalidInput("give one --weights per --model, in the same order")
+    if args.damage and not args.degrade:
+        raise InvalidInput("--damage chooses the kinds of --degrade's damage; add --degrade")
+    degrade = _damage(args.damage or "all") if args.degrade else None
     runtime = _runtime(args)
     models = {n: Colorizer(n, w, runtime) for n, w in zip(names, weights)}
     out = pathlib.Path(args.out)
@@ -226,11 +244,6 @@ def run_eval(argv) -> int:
         colorizers = {n: c.fresh().colorize_rgb for n, c in models.items()}
         if args.stabilize:
             colorizers.update({f"{n}+stabilize": c.stabilized().colorize_rgb for n, c in models.items()})
-        degrade = None
-        if args.degrade:
-            from .degrade import OldFilm
-
-            degrade = OldFilm()
         results.append(evaluate(pathlib.Path(source), colorizers, out, batch=args.batch,
                                 max_frames=args.max_frames, progress=not args.quiet, degrade=degrade))
     table = markdown_table(results)

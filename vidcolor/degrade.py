@@ -22,11 +22,35 @@ import cv2
 import numpy as np
 
 
+#: the kinds of damage, in the order `OldFilm` applies them.
+KINDS = ("flicker", "grain", "scratches", "dust")
+
+
 class OldFilm:
     def __init__(self, seed: int = 0, flicker: float = 0.12, grain: float = 0.035, scratches: int = 3,
                  dust: int = 12):
         self.seed, self.flicker, self.grain = seed, flicker, grain
         self.scratches, self.dust = scratches, dust
+
+    @classmethod
+    def only(cls, kinds, seed: int = 0) -> "OldFilm":
+        """The damage of ``kinds`` (names from `KINDS`) alone, each at its default strength.
+
+        The frames' random draws do not depend on the choice, so the grain of
+        ``only(["grain"])`` is the grain of the full damage: the kinds' costs can be told apart.
+        """
+        kinds = set(kinds)
+        unknown = kinds - set(KINDS)
+        if unknown:
+            raise ValueError(f"unknown damage {', '.join(sorted(unknown))}; choose from {', '.join(KINDS)}")
+        off = {"flicker": 0.0, "grain": 0.0, "scratches": 0, "dust": 0}
+        return cls(seed, **{k: v for k, v in off.items() if k not in kinds})
+
+    @property
+    def name(self) -> str:
+        """``oldfilm``, or ``oldfilm-grain+dust`` where only some kinds of damage are on."""
+        on = [k for k in KINDS if getattr(self, k)]
+        return "oldfilm" if len(on) == len(KINDS) else "oldfilm-" + ("+".join(on) or "none")
 
     def luma(self, index: int, y: np.ndarray) -> np.ndarray:
         """Damaged copy of luma ``y`` (H, W) float in 0..1 for frame ``index``."""

@@ -246,7 +246,7 @@ def evaluate(
 
     ``degrade``: a callable (frame index, RGB) -> damaged RGB (`vidcolor.degrade.OldFilm`)
     applied to what the colorizers receive, never to the reference they are
-    scored against; the reports are then named ``<stem>-oldfilm``.
+    scored against; the reports are then named ``<stem>-<its name>`` (``<stem>-oldfilm``).
     """
     source = Path(source)
     out_dir = Path(out_dir)
@@ -260,7 +260,7 @@ def evaluate(
         runs[DAMAGED] = None  # built from the reference too, below
     stem = source.name if source.is_dir() else source.stem
     if degrade is not None:
-        stem += "-oldfilm"
+        stem += "-" + getattr(degrade, "name", "oldfilm")
 
     info, frames = open_frames(source, max_frames)
     scores = {name: _Scores() for name in runs}
