@@ -236,30 +236,28 @@ def test_cli_colorizes_a_video_with_the_temporal_model(tmp_path):
     assert np.abs(b.planes[3][1].astype(int) - 128).mean() > 0.2  # some colour
 
 
-def test_trainer_colours_its_own_history_as_the_engine_does():
-    """The "own" previous frame of a training sample is what the engine would have
-    fed the model there: the shot coloured from a blank history in eval mode; and
-    making it changes neither the generator's mode nor its batch-norm statistics."""
-    from contextlib import nullcontext
+def test_trainer_shots_feed_the_generator_its_own_previous_output():
+    """The "own" samples of a training batch are shots coloured as the engine colours
+    them: blank history at a shot's first frame, then the generator's output for the
+    frame before; a shot runs for its length, then a new one starts from blank."""
+    from vidcolor.train_temporal import OwnShots
 
-    from vidcolor.colorizer import Colorizer
-    from vidcolor.runtime import Runtime
-    from vidcolor.train_temporal import OWN_CHAIN, own_history
-
-    gen = weights.load_model("temporal_unet", None, Runtime(device="cpu")).train()
-    stats = {k: v.clone() for k, v in gen.state_dict().items() if "running" in k}
-    rng = np.random.default_rng(5)
-    size = get_model("temporal_unet").working_size
-    seq = synthetic_sequence(_picture(300, 360), OWN_CHAIN, size, rng)
-    rgb = torch.from_numpy(seq).permute(0, 3, 1, 2).float() / 255
-    y = 0.299 * rgb[:, :1] + 0.587 * rgb[:, 1:2] + 0.114 * rgb[:, 2:]
-    earlier = torch.stack([split_lab(rgb[t:t + 1])[0] for t in range(OWN_CHAIN)], dim=1)
-    own = own_history(gen, earlier, nullcontext)
-    assert gen.training
-    assert all(torch.equal(v, gen.state_dict()[k]) for k, v in stats.items())
-
-    engine = Colorizer("temporal_unet", None, Runtime(device="cpu"))
-    shot = engine.predict_ab(y) / engine.gain
-    torch.testing.assert_close(own, shot[-1:], rtol=0, atol=2e-3)
-    # the history is the chain's, not a single frame from blank
-    assert (own - engine.fresh().predict_ab(y[-1:]) / engine.gain).abs().max() > 1e-2
+    sources = Sources([_picture(200, 260, seed=s) for s in range(3)], [])
+    shots = OwnShots(sources, slots=2, crop=32, rng=np.random.default_rng(0), device="cpu", length=3)
+    outputs, seen = [], []
+    for step in range(6):
+        l, prev, ab = shots.batch()
+        assert l.shape == (2, 1, 32, 32) and prev.shape == ab.shape == (2, 2, 32, 32)
+        seen.append((l, prev, ab))
+        if step % 3 == 0:
+            assert not prev.any()  # a shot's first frame: blank history
+        else:
+            torch.testing.assert_close(prev, outputs[-1], rtol=0, atol=0)
+        out = torch.randn(2, 2, 32, 32, requires_grad=True)
+        shots.advance(out)
+        outputs.append(out.detach())
+    # consecutive frames of one moving shot: close, not equal; a new shot is another picture
+    step_change = (seen[1][2] - seen[0][2]).abs().mean()
+    assert 0 < step_change < (seen[3][2] - seen[2][2]).abs().mean()
+    empty = OwnShots(sources, slots=0, crop=32, rng=np.random.default_rng(0), device="cpu").batch()
+    assert [t.shape[0] for t in empty] == [0, 0, 0] and empty[1].shape[1] == 2

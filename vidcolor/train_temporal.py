@@ -7,15 +7,16 @@ Each sample is a pair of consecutive frames, cut by `vidcolor.sequences`
 from a still photo filmed by a virtual camera or from a colour clip. The
 previous frame's ab is the true one or blank (ab = 0), drawn per sample as
 in the authors' code, so one network both starts a shot and carries its
-colours on; and, unlike their code, in a third of the samples it is the
-generator's own colouring of the previous frame, made as the engine makes it:
-a shot of `OWN_CHAIN` frames coloured from a blank history, each frame from
-the one before, in eval mode and without gradient. At inference the history
-is the model's own output: trained on true histories only, the first version
-shipped here drifted when fed its own (flicker 5.3 against 0.8 for the
-original on bikes.mp4, colourfulness 2.8x); trained on its own colouring of
-one frame from blank, the second still drifted over a shot (PSNR on bikes.mp4
-falling from 28.6 to 24.9 dB over 30 frames, flicker 2.75). The generator's objective is
+colours on; and, unlike their code, a third of the batch is the generator's own
+colouring of a shot (`OwnShots`): a shot of `SHOT` frames coloured one frame per
+training step, each frame's history the generator's own output for the frame
+before, from blank at the shot's start, as the engine colours a shot. Trained on
+true histories only, the first version shipped here drifted when fed its own
+(flicker 5.3 against 0.8 for the original on bikes.mp4, colourfulness 2.8x);
+trained on its own colouring of one frame from blank, the second still drifted
+over a shot (PSNR on bikes.mp4 falling from 37 to 24 dB over 45 frames, flicker
+2.75), and so did a run on its colouring of 4-frame chains (34 to 24 dB, 3.24).
+The generator's objective is
 
     10 L1 + 30 style + 1 content + 1 adversarial
 
@@ -70,10 +71,10 @@ from .train import TrainConfig, save_final, split_lab
 LOSS_WEIGHTS = {"l1": 10.0, "style": 30.0, "content": 1.0, "adversarial": 1.0}
 #: chance that a sample's previous frame is blank (the authors' coin).
 BLANK_PROB = 1 / 3
-#: chance that it is the generator's own colouring of the previous frame.
+#: share of the batch whose previous frame is the generator's own colouring of it (`OwnShots`).
 OWN_PROB = 1 / 3
-#: frames of the shot the generator colours, from a blank history, to make that previous frame.
-OWN_CHAIN = 4
+#: frames of each shot the generator colours with its own history, one frame per step.
+SHOT = 32
 #: the discriminator steps on step 1 and every D_EVERY-th step.
 D_EVERY = 12
 #: its learning rate relative to the generator's.
@@ -155,34 +156,54 @@ def _bce(logits: torch.Tensor, real: bool) -> torch.Tensor:
 
 
 def training_pairs(sources: Sources, batch: int, crop: int, rng: np.random.Generator, device):
-    """(L, previous ab, ab, earlier Ls, own) of ``batch`` frames with their history.
-
-    Per sample the previous ab is blank, the true one, or (``own``) to be
-    replaced by the generator's own colouring of the shot so far, whose
-    `OWN_CHAIN` frames' L are ``earlier Ls`` (N, OWN_CHAIN, 1, crop, crop)."""
-    seq = torch.from_numpy(random_sequences(sources, batch, OWN_CHAIN + 1, crop, rng))
+    """(L, previous ab, ab) of ``batch`` consecutive frame pairs, the previous ab blank or
+    true with the odds of `BLANK_PROB` against the true share, ``1 - BLANK_PROB - OWN_PROB``."""
+    seq = torch.from_numpy(random_sequences(sources, batch, 2, crop, rng))
     rgb = seq.permute(0, 1, 4, 2, 3).float().div_(255)
-    earlier = torch.stack([split_lab(rgb[:, t])[0] for t in range(OWN_CHAIN)], dim=1)
-    _, prev_ab = split_lab(rgb[:, OWN_CHAIN - 1])
-    l, ab = split_lab(rgb[:, OWN_CHAIN])
-    draw = torch.from_numpy(rng.random(batch))
-    blank, own = draw < BLANK_PROB, draw >= 1 - OWN_PROB
-    prev_ab[blank] = 0.0
-    return l.to(device), prev_ab.to(device), ab.to(device), earlier.to(device), own.to(device)
+    _, prev_ab = split_lab(rgb[:, 0])
+    l, ab = split_lab(rgb[:, 1])
+    prev_ab[torch.from_numpy(rng.random(batch) * (1 - OWN_PROB) < BLANK_PROB)] = 0.0
+    return l.to(device), prev_ab.to(device), ab.to(device)
 
 
-@torch.no_grad()
-def own_history(gen, earlier: torch.Tensor, autocast) -> torch.Tensor:
-    """ab of the last of ``earlier`` (N, T, 1, H, W) as the engine colours a shot: blank history first."""
-    was_training = gen.training
-    # Eval mode, as at inference: the batch norms' running statistics, and no update of them.
-    gen.eval()
-    prev = None
-    for t in range(earlier.shape[1]):
-        with autocast():
-            prev = gen.decode(gen(earlier[:, t], prev)).float()
-    gen.train(was_training)
-    return prev
+class OwnShots:
+    """Shots the generator colours frame by frame across training steps, fed its own history.
+
+    Each of ``slots`` shots is a `SHOT`-frame sequence; at every step it offers
+    its next frame with, as the previous ab, the generator's output for the
+    frame before (blank at the shot's first frame), just as the engine colours a
+    shot. The step's output is the next step's history, so chains as long as a
+    shot cost no extra forward pass; the history comes from weights one step
+    older, and from the training-mode batch norms.
+    """
+
+    def __init__(self, sources: Sources, slots: int, crop: int, rng: np.random.Generator, device,
+                 length: int = SHOT) -> None:
+        self.sources, self.slots, self.crop, self.rng, self.device = sources, slots, crop, rng, device
+        self.length = length
+        self._shots: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * slots
+        self._t = [0] * slots
+        self._prev: list[torch.Tensor | None] = [None] * slots
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(L, previous ab, ab) of each shot's next frame."""
+        if not self.slots:
+            empty = torch.empty(0, 1, self.crop, self.crop, device=self.device)
+            return empty, empty.expand(0, 2, -1, -1), empty.expand(0, 2, -1, -1)
+        for i in range(self.slots):
+            if self._shots[i] is None or self._t[i] == self.length:
+                seq = torch.from_numpy(random_sequences(self.sources, 1, self.length, self.crop, self.rng)[0])
+                l, ab = split_lab(seq.permute(0, 3, 1, 2).float().div_(255))
+                self._shots[i], self._t[i] = (l.to(self.device), ab.to(self.device)), 0
+                self._prev[i] = torch.zeros_like(self._shots[i][1][:1])
+        pick = [(shot[0][t], shot[1][t]) for shot, t in zip(self._shots, self._t)]
+        return (torch.stack([p[0] for p in pick]), torch.cat(self._prev), torch.stack([p[1] for p in pick]))
+
+    def advance(self, ab: torch.Tensor) -> None:
+        """The generator's ab (slots, 2, H, W) for the frames `batch` gave: the next frames' history."""
+        for i in range(self.slots):
+            self._prev[i] = ab[i:i + 1].detach().float()
+            self._t[i] += 1
 
 
 def _sha(path) -> str:
@@ -220,6 +241,8 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
         rng = np.random.default_rng([cfg.seed, step])
     gen.to(device).train()
     disc.to(device).train()
+    # A third of the batch (one sample at least, none for a batch of one); a resumed run starts new shots.
+    shots = OwnShots(sources, min(cfg.batch - 1, max(1, round(cfg.batch * OWN_PROB))), cfg.crop, rng, device)
     opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr, betas=ADAM_BETAS)
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr * D_LR_RATIO, betas=ADAM_BETAS)
     sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, _schedule(cfg.steps))
@@ -233,7 +256,7 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
     meta = {"model": cfg.model, "data": ",".join(map(str, cfg.data)), "images": len(sources.stills),
             "clip_frames": sources.clip_frames, "crop": cfg.crop, "batch": cfg.batch, "lr": cfg.lr,
             "lr_discriminator": cfg.lr * D_LR_RATIO, "loss_weights": json.dumps(LOSS_WEIGHTS),
-            "blank_prob": BLANK_PROB, "own_prob": OWN_PROB, "own_chain": OWN_CHAIN, "d_every": D_EVERY,
+            "blank_prob": BLANK_PROB, "own_prob": OWN_PROB, "own_shot": SHOT, "d_every": D_EVERY,
             "perceptual": f"zhang2016 blocks 1-3, {zhang_path.name} sha256 {_sha(zhang_path)}",
             "device": str(device), "torch_threads": torch.get_num_threads()}
 
@@ -251,13 +274,13 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
     with (cfg.out / "log.jsonl").open("a") as log:
         while step < cfg.steps:
             t0 = time.perf_counter()
-            l, prev_ab, ab, earlier, own = training_pairs(sources, cfg.batch, cfg.crop, rng, device)
-            if own.any():
-                # At inference the history is the model's own output, errors included: train on it too.
-                prev_ab[own] = own_history(gen, earlier[own], runtime.autocast).to(prev_ab.dtype)
+            # At inference the history is the model's own output, errors included: train on it too.
+            pairs, own = training_pairs(sources, cfg.batch - shots.slots, cfg.crop, rng, device), shots.batch()
+            l, prev_ab, ab = (torch.cat(parts) for parts in zip(pairs, own))
             with runtime.autocast():
                 raw = gen(l, prev_ab)
             fake = gen.decode(raw)
+            shots.advance(fake[cfg.batch - shots.slots:])
 
             if step == 0 or (step + 1) % D_EVERY == 0:
                 disc.requires_grad_(True)
