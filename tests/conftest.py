@@ -12,6 +12,7 @@ import dataclasses
 import fractions
 import hashlib
 import pathlib
+import signal
 
 import av
 import numpy as np
@@ -291,3 +292,10 @@ def media(tmp_path_factory):
         return made[name]
 
     return get
+
+
+def default_sigint() -> None:
+    """A child's SIGINT as a terminal gives it (``preexec_fn``): a shell that runs the tests in
+    the background starts them with SIGINT ignored, and children inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+

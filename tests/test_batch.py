@@ -23,7 +23,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import make_video, probe, sha256
+from conftest import default_sigint, make_video, probe, sha256
 from vidcolor.batch import MANIFEST, Manifest, collect_inputs
 from vidcolor.cli import main
 from vidcolor.engine import EncodeOptions, colorize_video
@@ -94,7 +94,7 @@ def mtimes(paths) -> dict:
 def _start(args, cwd, **kw) -> tuple[subprocess.Popen, list[bytes]]:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-m", "vidcolor", "batch", *map(str, args)], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_sigint, **kw)
     chunks: list[bytes] = []
     threading.Thread(target=lambda: chunks.extend(iter(lambda: proc.stderr.read1(4096), b"")), daemon=True).start()
     return proc, chunks

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import make_video, probe, sha256, texture
+from conftest import default_sigint, make_video, probe, sha256, texture
 from vidcolor.cli import main
 
 
@@ -316,7 +316,8 @@ def long_video(tmp_path_factory):
 def _start(src, dst, cwd):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-m", "vidcolor", str(src), "-o", str(dst), "--device", "cpu"],
-                            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            preexec_fn=default_sigint)
     chunks: list[bytes] = []
 
     def pump():
