@@ -298,4 +298,3 @@ def default_sigint() -> None:
     """A child's SIGINT as a terminal gives it (``preexec_fn``): a shell that runs the tests in
     the background starts them with SIGINT ignored, and children inherit that."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-
