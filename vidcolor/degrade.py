@@ -43,8 +43,7 @@ class OldFilm:
         unknown = kinds - set(KINDS)
         if unknown:
             raise ValueError(f"unknown damage {', '.join(sorted(unknown))}; choose from {', '.join(KINDS)}")
-        off = {"flicker": 0.0, "grain": 0.0, "scratches": 0, "dust": 0}
-        return cls(seed, **{k: v for k, v in off.items() if k not in kinds})
+        return cls(seed, **{k: 0 for k in KINDS if k not in kinds})
 
     @property
     def name(self) -> str:

@@ -159,13 +159,14 @@ def _bce(logits: torch.Tensor, real: bool) -> torch.Tensor:
 
 
 def training_pairs(sources: Sources, batch: int, crop: int, rng: np.random.Generator, device):
-    """(L, previous ab, ab) of ``batch`` consecutive frame pairs, the previous ab blank or
-    true with the odds of `BLANK_PROB` against the true share, ``1 - BLANK_PROB - OWN_PROB``."""
+    """(L, previous ab, ab) of ``batch`` consecutive frame pairs, the previous ab blank or true:
+    of the whole batch `BLANK_PROB` is blank and `OWN_PROB` is `OwnShots`', so these are blank
+    with chance ``BLANK_PROB / (1 - OWN_PROB)``."""
     seq = torch.from_numpy(random_sequences(sources, batch, 2, crop, rng))
     rgb = seq.permute(0, 1, 4, 2, 3).float().div_(255)
     _, prev_ab = split_lab(rgb[:, 0])
     l, ab = split_lab(rgb[:, 1])
-    prev_ab[torch.from_numpy(rng.random(batch) * (1 - OWN_PROB) < BLANK_PROB)] = 0.0
+    prev_ab[torch.from_numpy(rng.random(batch) < BLANK_PROB / (1 - OWN_PROB))] = 0.0
     return l.to(device), prev_ab.to(device), ab.to(device)
 
 
