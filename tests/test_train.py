@@ -5,7 +5,8 @@ import numpy as np
 import safetensors
 import torch
 
-from vidcolor.train import TrainConfig, train
+from vidcolor.cli import main
+from vidcolor.train import TrainConfig, damage_luma, split_lab, train
 
 
 def _photos(folder, n=6):
@@ -41,3 +42,39 @@ def test_train_checkpoints_and_resumes(tmp_path):
     with safetensors.safe_open(str(out / "zhang2016.safetensors"), "pt") as f:
         assert f.metadata()["steps"] == "6"
     assert (out / "log.jsonl").exists()
+
+
+def test_input_damage_changes_the_input_of_its_share_only():
+    rng = np.random.default_rng(0)
+    rgb = torch.rand(64, 3, 24, 24)
+    clean_l, clean_ab = split_lab(rgb)
+    l_in, ab = split_lab(rgb, lambda y: damage_luma(y, rng, 0.5))
+    # the target is the clean colour, and the damaged input stays a valid luma
+    assert torch.equal(ab, clean_ab)
+    assert 0.0 <= l_in.min() and l_in.max() <= 100.0
+    changed = (l_in - clean_l).abs().flatten(1).amax(1) > 1e-4
+    assert 16 <= int(changed.sum()) <= 48
+    # untouched samples are bit-identical; damaged ones moved by a visible amount
+    assert torch.equal(l_in[~changed], clean_l[~changed])
+    assert (l_in[changed] - clean_l[changed]).abs().mean() > 1.0
+    # share 0 leaves everything alone, share 1 damages all; same seed, same damage
+    y = rgb[:, :1]
+    assert torch.equal(damage_luma(y, np.random.default_rng(1), 0.0), y)
+    all_hit = damage_luma(y, np.random.default_rng(1), 1.0)
+    assert ((all_hit - y).abs().flatten(1).amax(1) > 1e-4).all()
+    assert torch.equal(all_hit, damage_luma(y, np.random.default_rng(1), 1.0))
+
+
+def test_training_with_input_damage_records_it(tmp_path):
+    data = tmp_path / "photos"
+    _photos(data)
+    cfg = TrainConfig(model="iizuka2016", data=(data,), out=tmp_path / "run", steps=2, batch=2, crop=32,
+                      input_damage=0.5)
+    with safetensors.safe_open(str(train(cfg, progress=False)), "pt") as f:
+        assert f.metadata()["input_damage"] == "0.5"
+
+
+def test_input_damage_outside_0_1_is_a_one_line_error(capsys, tmp_path):
+    assert main(["train", str(tmp_path), "--input-damage", "1.5"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "--input-damage 1.5" in err and "\n" not in err
