@@ -77,7 +77,8 @@ def card(name: str, evals: list[pathlib.Path], eval_command: str | None, notes: 
     fps, threads = cpu_fps(name, path)
     steps, seconds = meta.get("steps", "?"), int(meta.get("seconds", 0) or 0)
     train_cmd = (f"vidcolor train data/train --model {name} --out runs/{name} --steps {steps} "
-                 f"--batch {meta.get('batch', '?')} --crop {meta.get('crop', '?')}")
+                 f"--batch {meta.get('batch', '?')} --crop {meta.get('crop', '?')}"
+                 + (f" --input-damage {meta['input_damage']}" if float(meta.get("input_damage", 0)) else ""))
     out = [f"# `{name}`", "", spec.summary + ".", "",
            "## The network (from its module's docstring)", "", inspect.cleandoc(module.__doc__ or ""), ""]
     out += ["## Weights and training", "",
