@@ -185,29 +185,26 @@ class OwnShots:
                  length: int = SHOT) -> None:
         self.sources, self.slots, self.crop, self.rng, self.device = sources, slots, crop, rng, device
         self.length = length
-        self._shots: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * slots
-        self._t = [0] * slots
-        self._prev: list[torch.Tensor | None] = [None] * slots
+        # The slots start their shots together, so one frame counter serves them all.
+        self._t = length
+        self._l = self._ab = self._prev = None
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(L, previous ab, ab) of each shot's next frame."""
         if not self.slots:
             empty = torch.empty(0, 1, self.crop, self.crop, device=self.device)
             return empty, empty.expand(0, 2, -1, -1), empty.expand(0, 2, -1, -1)
-        for i in range(self.slots):
-            if self._shots[i] is None or self._t[i] == self.length:
-                seq = torch.from_numpy(random_sequences(self.sources, 1, self.length, self.crop, self.rng)[0])
-                l, ab = split_lab(seq.permute(0, 3, 1, 2).float().div_(255))
-                self._shots[i], self._t[i] = (l.to(self.device), ab.to(self.device)), 0
-                self._prev[i] = torch.zeros_like(self._shots[i][1][:1])
-        pick = [(shot[0][t], shot[1][t]) for shot, t in zip(self._shots, self._t)]
-        return (torch.stack([p[0] for p in pick]), torch.cat(self._prev), torch.stack([p[1] for p in pick]))
+        if self._t == self.length:
+            shots = [split_lab(torch.from_numpy(random_sequences(self.sources, 1, self.length, self.crop, self.rng)[0])
+                               .permute(0, 3, 1, 2).float().div_(255)) for _ in range(self.slots)]
+            self._l, self._ab = (torch.stack(parts).to(self.device) for parts in zip(*shots))
+            self._prev, self._t = torch.zeros_like(self._ab[:, 0]), 0
+        return self._l[:, self._t], self._prev, self._ab[:, self._t]
 
     def advance(self, ab: torch.Tensor) -> None:
         """The generator's ab (slots, 2, H, W) for the frames `batch` gave: the next frames' history."""
-        for i in range(self.slots):
-            self._prev[i] = ab[i:i + 1].detach().float()
-            self._t[i] += 1
+        self._prev = ab.detach().float()
+        self._t += 1
 
 
 def _sha(path) -> str:
