@@ -20,7 +20,7 @@ from vidcolor.models.iizuka2016 import GLOBAL_SIZE
 from vidcolor.models.larsson2016 import Larsson2016, patch_histograms
 from vidcolor.models.semantic_unet import (SCENE_CLASSES, SEGMENTS, SemanticUNet, pseudo_scene,
                                            pseudo_segments, segment_centres)
-from vidcolor.train import random_batch, split_lab
+from vidcolor.train import MIN_CROP, random_batch, split_lab
 
 LITERATURE = ["cheng2015", "larsson2016", "larsson2016-hc", "iizuka2016", "koalarization", "semantic_unet"]
 TRAIN_DIR = pathlib.Path(__file__).resolve().parent.parent / "data" / "train"
@@ -329,11 +329,11 @@ def _images(n=4):
 
 @pytest.mark.parametrize("name", LITERATURE)
 def test_short_training_lowers_the_loss(name):
-    """12 Adam steps on one batch of two 32x32 crops of real photos (synthetic ones
-    when data/train is absent), through the model's own loss."""
+    """12 Adam steps on one batch of two crops at the smallest training size (MIN_CROP) of
+    real photos (synthetic ones when data/train is absent), through the model's own loss."""
     torch.manual_seed(0)
     images = _images()
-    l, ab = split_lab(random_batch(images, 2, 32, np.random.default_rng(0)))
+    l, ab = split_lab(random_batch(images, 2, MIN_CROP, np.random.default_rng(0)))
     model = get_model(name).build()
     if hasattr(model, "set_prior"):
         from vidcolor.train import bin_counts

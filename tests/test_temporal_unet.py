@@ -17,7 +17,7 @@ from vidcolor.cli import main as cli
 from vidcolor.models import get_model
 from vidcolor.models.temporal_unet import PatchDiscriminator
 from vidcolor.sequences import Sources, clip_sequence, load_sources, random_sequences, synthetic_sequence
-from vidcolor.train import TrainConfig, split_lab, train
+from vidcolor.train import MIN_CROP, TrainConfig, split_lab, train
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -163,7 +163,7 @@ def test_training_checkpoints_and_resumes_through_the_cli(tmp_path):
     _photos(data)
     _colour_clip(data / "clip.mkv", frames=10)
     out = tmp_path / "run"
-    cfg = TrainConfig(model="temporal_unet", data=(data,), out=out, steps=4, batch=2, crop=32, save_every=2)
+    cfg = TrainConfig(model="temporal_unet", data=(data,), out=out, steps=4, batch=2, crop=MIN_CROP, save_every=2)
     final = train(cfg, progress=False)
     assert final == out / "temporal_unet.safetensors"
     with safetensors.safe_open(str(final), "pt") as f:

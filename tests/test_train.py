@@ -2,11 +2,12 @@ import json
 
 import cv2
 import numpy as np
+import pytest
 import safetensors
 import torch
 
 from vidcolor.cli import main
-from vidcolor.train import TrainConfig, damage_luma, split_lab, train
+from vidcolor.train import MIN_CROP, TrainConfig, damage_luma, split_lab, train
 
 
 def _photos(folder, n=6):
@@ -74,7 +75,18 @@ def test_training_with_input_damage_records_it(tmp_path):
         assert f.metadata()["input_damage"] == "0.5"
 
 
-def test_input_damage_outside_0_1_is_a_one_line_error(capsys, tmp_path):
-    assert main(["train", str(tmp_path), "--input-damage", "1.5"]) == 1
+@pytest.mark.parametrize("flag,value", [("--input-damage", "1.5"), ("--steps", "0"), ("--batch", "0"),
+                                        ("--crop", "16"), ("--lr", "0"), ("--save-every", "0")])
+def test_bad_training_options_are_a_one_line_error(capsys, tmp_path, flag, value):
+    # --steps 0 was a ZeroDivisionError and --crop 16 an empty feature map deep in torch
+    assert main(["train", str(tmp_path), flag, value, "--out", str(tmp_path / "run")]) == 1
     err = capsys.readouterr().err.strip()
-    assert "--input-damage 1.5" in err and "\n" not in err
+    assert f"{flag} {value}" in err and "give" in err and "\n" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_training_config_is_checked_for_library_callers_too(tmp_path):
+    with pytest.raises(ValueError, match="--input-damage 2"):
+        TrainConfig(model="iizuka2016", data=(tmp_path,), out=tmp_path / "run", input_damage=2)
+    # the smallest crop is one every network of the registry trains at
+    TrainConfig(model="larsson2016", data=(tmp_path,), out=tmp_path / "run", crop=MIN_CROP)

@@ -187,8 +187,6 @@ def run_train(argv) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
-    if not 0.0 <= args.input_damage <= 1.0:
-        raise InvalidInput(f"--input-damage {args.input_damage}: give a share between 0 and 1")
     from .runtime import Runtime
 
     cfg = TrainConfig(model=args.model, data=tuple(map(pathlib.Path, args.data)), out=pathlib.Path(args.out),

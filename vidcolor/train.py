@@ -25,6 +25,9 @@ from .runtime import Runtime
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 VIDEO_EXTS = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".mpg", ".mpeg", ".m4v"}
+#: the smallest training crop every network of the registry takes (larsson2016 and
+#: temporal_unet fail at 16: their deepest feature maps would be empty).
+MIN_CROP = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +47,22 @@ class TrainConfig:
     resume: bool = False
     #: share of samples whose input luma gets old-film exposure and grain damage (`damage_luma`).
     input_damage: float = 0.0
+
+    def __post_init__(self) -> None:
+        # Refused here rather than deep in torch (a zero division at --steps 0, an empty
+        # feature map at a small crop), so every caller gets the same one-line error.
+        rules = (
+            ("steps", self.steps >= 1, "give at least 1"),
+            ("batch", self.batch >= 1, "give at least 1"),
+            ("crop", self.crop >= MIN_CROP, f"give at least {MIN_CROP} (the deepest layers of some networks need it)"),
+            ("lr", self.lr > 0, "give a positive learning rate"),
+            ("save_every", self.save_every >= 1, "give at least 1"),
+            ("frames_per_video", self.frames_per_video >= 1, "give at least 1"),
+            ("input_damage", 0.0 <= self.input_damage <= 1.0, "give a share between 0 and 1"),
+        )
+        for name, ok, fix in rules:
+            if not ok:
+                raise InvalidInput(f"--{name.replace('_', '-')} {getattr(self, name)}: {fix}")
 
 
 def _files(dirs) -> list[pathlib.Path]:
