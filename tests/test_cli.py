@@ -220,12 +220,19 @@ def _setup_bad(case, tmp_path, media):
         return [good, "-o", dst], dst, good, out
     if case == "bad-pix-fmt":
         return [good, "-o", dst, "--pix-fmt", "rgb24"], "--pix-fmt", good, out
+    # options the encoder or torch would only trip over later (a clamp, a traceback, inverted colour)
+    options = {"bad-batch": ["--batch", "0"], "bad-crf": ["--crf", "-5"], "bad-preset": ["--preset", "nonsense"],
+               "bad-saturation": ["--saturation", "-1"]}
+    if case in options:
+        flag, value = options[case]
+        return [good, "-o", dst, flag, value], f"{flag} {value}", good, out
     raise AssertionError(case)
 
 
 BAD = ["missing", "text", "zero-bytes", "truncated-mp4", "no-video", "unknown-codec", "not-an-image",
        "output-under-a-file", "output-in-proc", "output-folder-missing", "output-is-input",
-       "output-is-input-by-hard-link", "output-exists", "bad-pix-fmt"]
+       "output-is-input-by-hard-link", "output-exists", "bad-pix-fmt", "bad-batch", "bad-crf", "bad-preset",
+       "bad-saturation"]
 
 
 @pytest.mark.parametrize("case", BAD)

@@ -336,6 +336,10 @@ def test_eval_cli_scores_chosen_damage_kinds(tmp_path, capsys):
     assert main(["eval", str(video), "--degrade", "--damage", "mould", "--out", str(out), "--quiet"]) != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--damage mould" in err and "choose from flicker" in err
+    # was a traceback (a bare ValueError)
+    assert main(["eval", str(video), "--max-frames", "0", "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--max-frames 0: give at least 1" in err
 
 
 def test_evaluate_degraded_scores_against_the_clean_original(tmp_path):

@@ -66,6 +66,8 @@ class Colorizer:
 
     def __init__(self, model: str = "default", weights: str | os.PathLike | None = None,
                  runtime: Runtime = Runtime(), saturation: float = 1.0, hints=None):
+        if not saturation >= 0.0:
+            raise InvalidInput(f"--saturation {saturation}: give 0 (gray) or more (1 keeps the weights' own colour)")
         self.spec = get_model(model)
         self.name = self.spec.name
         self.runtime = runtime

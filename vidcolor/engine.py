@@ -428,9 +428,12 @@ class VideoJob:
             # Opened here so a refusal is a clear error, not a traceback from encode().
             ctx.open()
         except av.FFmpegError as exc:
+            given = " ".join(f"--{k} {v}" for k, v in (("crf", opts.crf), ("preset", opts.preset)) if v is not None)
+            # The encoder cannot tell a bad option from a bad format: name what the user chose.
+            fix = f"check {given} for {opts.codec}" if given else \
+                "try " + " or ".join(c for c in ("libx264", "ffv1") if c != opts.codec)
             raise InvalidInput(f"--codec {opts.codec} cannot encode this video ({first.width}x{first.height} "
-                               f"{lay.fmt.name} at {ctx.framerate} fps: {_reason(exc)}); "
-                               "try libx264 or ffv1") from None
+                               f"{lay.fmt.name} at {ctx.framerate} fps: {_reason(exc)}); {fix}") from None
 
     def run(self) -> Stats:
         dst, src = self.dst, self.src

@@ -92,7 +92,7 @@ def open_frames(source: Path, max_frames: int | None = None) -> tuple[dict, Iter
         info, frames = _open_video(source)
     if max_frames is not None:
         if max_frames < 1:
-            raise ValueError(f"max_frames must be at least 1, got {max_frames}")
+            raise InvalidInput(f"--max-frames {max_frames}: give at least 1 (or leave it out for every frame)")
         frames = _take(frames, max_frames)
         if info["total"] is not None:
             info["total"] = min(info["total"], max_frames)

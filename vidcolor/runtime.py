@@ -20,6 +20,12 @@ class Runtime:
     #: CPU threads for torch; None uses every core the process may run on.
     threads: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.batch < 1:
+            raise InvalidInput(f"--batch {self.batch}: give at least 1 frame per model call")
+        if self.threads is not None and self.threads < 1:
+            raise InvalidInput(f"threads {self.threads}: give at least 1, or None for every core")
+
     @property
     def torch_device(self) -> torch.device:
         if self.device == "auto":
