@@ -355,15 +355,23 @@ class _Filter:
         """Luma at the model's working size (N, h, w), as `Colorizer.predict_ab` makes it, of source
         frames ``start`` (default ``first``) .. the end of ``frames``, which are frames ``first`` ...
         Kept per frame number: the blocks' histories overlap."""
-        size = working_shape(self.src.height, self.src.width, self.colorizer.spec.working_size)
         start = first if start is None else start
         out = []
         for n in range(start, first + len(frames)):
             small = self.smalls.get(n)
             if small is None:
-                small = self.smalls.put(n, self.colorizer._small(self._lumas([frames[n - first]]), size)[0])
+                small = self._keep_small(n, self._lumas([frames[n - first]]))[0]
             out.append(small)
         return np.stack(out)
+
+    def _keep_small(self, first: int, y: torch.Tensor) -> np.ndarray:
+        """The working-size luma of frames ``first`` ... from their luma ``y`` (N,1,H,W, on the CPU:
+        the same numbers whichever path reads a frame first), remembered per frame number."""
+        size = working_shape(self.src.height, self.src.width, self.colorizer.spec.working_size)
+        small = self.colorizer._small(y, size)
+        for k, plane in enumerate(small):
+            self.smalls.put(first + k, plane)
+        return small
 
     def _detected(self, first: int, frames, start: int) -> list[bool]:
         """The scene-cut detector's answers for source frames ``start`` .. the end of ``frames`` (frames
@@ -408,8 +416,12 @@ class _Filter:
             if ab is not None:
                 self.fresh.move_to_end(q)
                 return ab
-            y = self._lumas(frames).to(self.colorizer.device)
+            y = self._lumas(frames)
+            # the deflicker needs the block's working-size luma: made from this read, not a second one
+            if any(self.smalls.get(q * self.batch + k) is None for k in range(len(frames))):
+                self._keep_small(q * self.batch, y)
             exposure = self._exposure(q, before, frames)
+            y = y.to(self.colorizer.device)
             with self.model_lock:
                 if q not in self.started:
                     self._prefetch(q)

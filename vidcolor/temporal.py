@@ -353,10 +353,16 @@ _POOL: tuple[int, ThreadPoolExecutor] | None = None
 
 
 def _flow_pool() -> ThreadPoolExecutor:
-    """One worker thread for the forward flow (per process: a forked child gets its own)."""
+    """Worker threads for the forward flows (per process: a forked child gets its own).
+
+    One per core, not one in all: stabilizers stepping at once (the VapourSynth
+    filter's chains under ``core.num_threads`` > 1) would otherwise queue behind a
+    single worker. The executor starts its threads on demand, up to that many.
+    """
     global _POOL
     if _POOL is None or _POOL[0] != os.getpid():
-        _POOL = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="vidcolor-flow"))
+        workers = max(1, len(os.sched_getaffinity(0)))
+        _POOL = (os.getpid(), ThreadPoolExecutor(workers, thread_name_prefix="vidcolor-flow"))
     return _POOL[1]
 
 
