@@ -229,6 +229,32 @@ def test_stabilizer_keeps_jitter_low_under_luminance_flicker():
     assert temporal_jitter(out, truth) < 0.4 * temporal_jitter(fresh, truth)
 
 
+def test_stabilizer_trusts_the_warp_through_grain_but_not_over_an_occlusion():
+    # film grain, new in every frame, fails a per-pixel luma test; the box mean of the
+    # signed difference averages it out, while a patch that really changed still fails
+    ys, truth, fresh = moving_scene(n=12, jitter=4.0, seed=2)
+    rng = np.random.default_rng(3)
+    grainy = [np.clip(y + rng.normal(0, 0.04, y.shape), 0, 1).astype(np.float32) for y in ys]
+    grainy[-1][20:44, 30:54] = 0.95  # in the last frame something bright and new covers a 24x24 patch
+
+    def run(frames, **kw):
+        stab, confidences = Stabilizer(detector=None, **kw), []
+        for y, f in zip(frames, fresh):
+            stab.step(y, f)
+            confidences.append(stab.last["confidence"])
+        return stab, float(np.mean(confidences[1:-1]))
+
+    _, clean = run(ys)
+    per_pixel, per_pixel_conf = run(grainy, diff_box=1)
+    boxed, boxed_conf = run(grainy)
+    assert boxed.diff_box == 5
+    assert boxed_conf > clean - 0.01 and per_pixel_conf < boxed_conf - 0.15, (clean, per_pixel_conf, boxed_conf)
+    # over the new patch the fresh prediction wins: the output is near it, not the warp
+    for stab in (per_pixel, boxed):
+        patch = np.abs(stab._prev_out - fresh[-1])[:, 24:40, 34:50]
+        assert float(patch.mean()) < 0.5, float(patch.mean())
+
+
 def test_stabilizer_preserves_a_steady_prediction():
     # a model that is already steady (its colours move with the picture) is left alone
     ys, truth, fresh = moving_scene(jitter=0.0)
