@@ -76,7 +76,8 @@ def test_training_with_input_damage_records_it(tmp_path):
 
 
 @pytest.mark.parametrize("flag,value", [("--input-damage", "1.5"), ("--steps", "0"), ("--batch", "0"),
-                                        ("--crop", "16"), ("--lr", "0"), ("--save-every", "0")])
+                                        ("--crop", "16"), ("--lr", "0"), ("--save-every", "0"),
+                                        ("--frames-per-video", "0")])
 def test_bad_training_options_are_a_one_line_error(capsys, tmp_path, flag, value):
     # --steps 0 was a ZeroDivisionError and --crop 16 an empty feature map deep in torch
     assert main(["train", str(tmp_path), flag, value, "--out", str(tmp_path / "run")]) == 1
@@ -90,3 +91,21 @@ def test_training_config_is_checked_for_library_callers_too(tmp_path):
         TrainConfig(model="iizuka2016", data=(tmp_path,), out=tmp_path / "run", input_damage=2)
     # the smallest crop is one every network of the registry trains at
     TrainConfig(model="larsson2016", data=(tmp_path,), out=tmp_path / "run", crop=MIN_CROP)
+
+
+def test_frames_per_video_caps_the_frames_taken_from_each_clip(tmp_path):
+    import av
+
+    from vidcolor.train import load_images
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for name, frames in (("short.mp4", 12), ("long.mkv", 60)):  # mp4 states its length, this mkv does not
+        with av.open(str(folder / name), "w") as c:
+            s = c.add_stream("libx264", rate=25)
+            s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+            for i in range(frames):
+                img = np.full((48, 64, 3), (4 * i) % 256, np.uint8)
+                c.mux(s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+            c.mux(s.encode())
+    assert len(load_images([folder], short=32, frames_per_video=3)) == 6

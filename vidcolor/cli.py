@@ -182,6 +182,8 @@ def run_train(argv) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=TrainConfig.save_every)
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
+    p.add_argument("--frames-per-video", type=int, default=TrainConfig.frames_per_video, metavar="N",
+                   help="frames taken from each colour video clip in the data folders")
     p.add_argument("--input-damage", type=float, default=TrainConfig.input_damage, metavar="SHARE",
                    help="share of samples (0..1) whose input gets old-film exposure and grain damage")
     p.add_argument("--device", default="auto")
@@ -191,7 +193,8 @@ def run_train(argv) -> int:
 
     cfg = TrainConfig(model=args.model, data=tuple(map(pathlib.Path, args.data)), out=pathlib.Path(args.out),
                       steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, seed=args.seed,
-                      save_every=args.save_every, resume=args.resume, input_damage=args.input_damage)
+                      save_every=args.save_every, resume=args.resume, input_damage=args.input_damage,
+                      frames_per_video=args.frames_per_video)
     final = train(cfg, Runtime(device=args.device), progress=not args.quiet)
     print(f"wrote {final}", file=sys.stderr)
     return 0

@@ -407,9 +407,9 @@ class Stabilizer:
          lighting changes fail it. ``box`` is the mean over ``diff_box`` x
          ``diff_box`` pixels of the signed difference: film grain, different
          in every frame, averages out, while an occlusion is a patch of one
-         sign. With 5 (against 1, per pixel) the stabilized flicker of the
-         four clips damaged like old film fell by 4-9% (bikes 0.796 -> 0.766,
-         tree 0.673 -> 0.613) and the clean clips' moved by -0.006..0;
+         sign. With 5 (against 1, per pixel) the stabilized flicker of bikes
+         and tree damaged like old film fell by 4% and 9% (0.796 -> 0.766,
+         0.673 -> 0.613) and the four clean clips' moved by -0.006..0;
        * the flow lands inside the frame.
     5. ``out = conf * alpha * warped + (1 - conf * alpha) * fresh``: an
        exponential average along the motion, time constant about

@@ -92,8 +92,12 @@ def _video_frames(path: pathlib.Path, count: int):
         stream.thread_type = "AUTO"
         total = stream.frames or 0
         every = max(1, total // count) if total else 10
+        taken = 0
         for i, frame in enumerate(container.decode(stream)):
+            if taken == count:  # a container that does not say its length is not read to the end
+                return
             if i % every == 0:
+                taken += 1
                 yield frame.to_ndarray(format="rgb24")
 
 
