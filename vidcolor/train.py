@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import json
 import math
 import pathlib
@@ -92,13 +93,10 @@ def _video_frames(path: pathlib.Path, count: int):
         stream.thread_type = "AUTO"
         total = stream.frames or 0
         every = max(1, total // count) if total else 10
-        taken = 0
-        for i, frame in enumerate(container.decode(stream)):
-            if taken == count:  # a container that does not say its length is not read to the end
-                return
-            if i % every == 0:
-                taken += 1
-                yield frame.to_ndarray(format="rgb24")
+        # Frames 0, every, ... up to count of them; decoding stops at the last one taken,
+        # also in a container that does not say its length.
+        for frame in itertools.islice(container.decode(stream), 0, every * (count - 1) + 1, every):
+            yield frame.to_ndarray(format="rgb24")
 
 
 def load_images(dirs, short: int, frames_per_video: int) -> list[np.ndarray]:
