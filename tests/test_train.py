@@ -109,3 +109,41 @@ def test_frames_per_video_caps_the_frames_taken_from_each_clip(tmp_path):
                 c.mux(s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
             c.mux(s.encode())
     assert len(load_images([folder], short=32, frames_per_video=3)) == 6
+
+
+@pytest.mark.parametrize("model", ["zhang2016", "temporal_unet"])
+def test_init_starts_from_the_shipped_weights(tmp_path, model):
+    from vidcolor.weights import read_state_dict, shipped_dir
+    from vidcolor.models import get_model
+
+    data = tmp_path / "photos"
+    _photos(data)
+    shipped = read_state_dict(shipped_dir() / get_model(model).weights)
+    # A step too small to move anything: the result is the starting point.
+    cfg = TrainConfig(model=model, data=(data,), out=tmp_path / "run", steps=1, batch=2, crop=32, lr=1e-12,
+                      init="shipped")
+    final = train(cfg, progress=False)
+    tuned = read_state_dict(final)
+    floats = [k for k, v in shipped.items() if v.is_floating_point() and "running_" not in k]
+    assert max((tuned[k] - shipped[k]).abs().max().item() for k in floats) < 1e-6
+    with safetensors.safe_open(str(final), "pt") as f:
+        meta = f.metadata()
+    assert meta["init"] == get_model(model).weights and meta["init_steps"] != "?"
+    # Without --init the same run starts from random weights, far from the shipped ones.
+    scratch = read_state_dict(train(TrainConfig(**{**cfg.__dict__, "init": None, "out": tmp_path / "new"}),
+                                    progress=False))
+    assert max((scratch[k] - shipped[k]).abs().max().item() for k in floats) > 0.1
+
+
+def test_init_from_a_file_of_another_model_or_none_is_a_one_line_error(capsys, tmp_path):
+    from vidcolor.weights import shipped_dir
+
+    assert main(["train", str(tmp_path), "--init", str(tmp_path / "none.safetensors"),
+                 "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "--init" in err and "none.safetensors" in err and "\n" not in err
+    _photos(tmp_path / "photos")
+    assert main(["train", str(tmp_path / "photos"), "--model", "cheng2015", "--quiet", "--steps", "1",
+                 "--init", str(shipped_dir() / "iizuka2016.safetensors"), "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "not weights of model 'cheng2015'" in err and "\n" not in err

@@ -182,6 +182,9 @@ def run_train(argv) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=TrainConfig.save_every)
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
+    p.add_argument("--init", metavar="WEIGHTS",
+                   help="start from these weights instead of random ones: a file, or 'shipped' for the "
+                        "model's own (fine-tune it on your footage)")
     p.add_argument("--frames-per-video", type=int, default=TrainConfig.frames_per_video, metavar="N",
                    help="frames taken from each colour video clip in the data folders")
     p.add_argument("--input-damage", type=float, default=TrainConfig.input_damage, metavar="SHARE",
@@ -194,7 +197,7 @@ def run_train(argv) -> int:
     cfg = TrainConfig(model=args.model, data=tuple(map(pathlib.Path, args.data)), out=pathlib.Path(args.out),
                       steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, seed=args.seed,
                       save_every=args.save_every, resume=args.resume, input_damage=args.input_damage,
-                      frames_per_video=args.frames_per_video)
+                      frames_per_video=args.frames_per_video, init=args.init)
     final = train(cfg, Runtime(device=args.device), progress=not args.quiet)
     print(f"wrote {final}", file=sys.stderr)
     return 0

@@ -48,6 +48,9 @@ class TrainConfig:
     resume: bool = False
     #: share of samples whose input luma gets old-film exposure and grain damage (`damage_luma`).
     input_damage: float = 0.0
+    #: weights to start from instead of a random initialisation: a file, or "shipped" for the
+    #: model's own (fine-tuning on the user's footage); a resumed run ignores it.
+    init: str | None = None
 
     def __post_init__(self) -> None:
         # Refused here rather than deep in torch (a zero division at --steps 0, an empty
@@ -64,6 +67,24 @@ class TrainConfig:
         for name, ok, fix in rules:
             if not ok:
                 raise InvalidInput(f"--{name.replace('_', '-')} {getattr(self, name)}: {fix}")
+
+    def init_path(self) -> pathlib.Path | None:
+        """The weights file ``init`` names (checked to exist), or None."""
+        if self.init is None:
+            return None
+        path = weights.weights_path(get_model(self.model), None if self.init == "shipped" else self.init)
+        if not path.is_file():
+            raise InvalidInput(f"--init {self.init}: no such weights file; give a .safetensors file or 'shipped'")
+        return path
+
+
+def init_meta(cfg: TrainConfig) -> dict:
+    """The run's starting point for the weights' metadata: the file and the steps behind it."""
+    path = cfg.init_path()
+    if path is None:
+        return {}
+    before = weights.read_metadata(path).get("steps", "?")
+    return {"init": path.name, "init_steps": before}
 
 
 def _files(dirs) -> list[pathlib.Path]:
@@ -181,6 +202,7 @@ def bin_counts(images, bins: torch.Tensor, size: int = 64) -> torch.Tensor:
 
 
 def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True) -> pathlib.Path:
+    cfg.init_path()  # a wrong --init fails before the data loads
     if getattr(get_model(cfg.model).build(), "temporal", False):  # GAN on frame pairs, not this loop
         from . import train_temporal
         return train_temporal.train(cfg, runtime, progress)
@@ -202,6 +224,8 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
         state = torch.load(state_file, map_location="cpu", weights_only=True)
         step, seconds = int(state["step"]), float(state["seconds"])
         rng = np.random.default_rng([cfg.seed, step])
+    elif cfg.init is not None:
+        weights.load_into(model, cfg.init_path(), cfg.model)  # zhang2016's bin prior comes with them
     elif hasattr(model, "set_prior"):
         model.set_prior(bin_counts(images, model.bins))
     model.to(device).train()
@@ -215,7 +239,7 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
 
     meta = {"model": cfg.model, "data": ",".join(map(str, cfg.data)), "images": len(images),
             "crop": cfg.crop, "batch": cfg.batch, "lr": cfg.lr, "device": str(device),
-            "torch_threads": torch.get_num_threads(), "input_damage": cfg.input_damage}
+            "torch_threads": torch.get_num_threads(), "input_damage": cfg.input_damage, **init_meta(cfg)}
 
     def checkpoint():
         weights.save(model, last, {**meta, "steps": step, "seconds": round(seconds)})

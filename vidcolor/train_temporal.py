@@ -67,7 +67,7 @@ from .models import get_model
 from .models.temporal_unet import PatchDiscriminator
 from .runtime import Runtime
 from .sequences import Sources, load_sources, random_sequences
-from .train import TrainConfig, save_final, split_lab
+from .train import TrainConfig, init_meta, save_final, split_lab
 
 #: the generator objective's weights: the authors' train.py's (whose adversarial
 #: weight option is never applied: the term counts once), but style (see above).
@@ -240,6 +240,8 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
         state = torch.load(state_file, map_location="cpu", weights_only=True)
         step, seconds = int(state["step"]), float(state["seconds"])
         rng = np.random.default_rng([cfg.seed, step])
+    elif cfg.init is not None:
+        weights.load_into(gen, cfg.init_path(), cfg.model)  # the discriminator starts afresh
     gen.to(device).train()
     disc.to(device).train()
     # A third of the batch (one sample at least, none for a batch of one); a resumed run starts new shots.
@@ -259,7 +261,7 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
             "lr_discriminator": cfg.lr * D_LR_RATIO, "loss_weights": json.dumps(LOSS_WEIGHTS),
             "blank_prob": BLANK_PROB, "own_prob": OWN_PROB, "own_shot": SHOT, "d_every": D_EVERY,
             "perceptual": f"zhang2016 blocks 1-3, {zhang_path.name} sha256 {_sha(zhang_path)}",
-            "device": str(device), "torch_threads": torch.get_num_threads()}
+            "device": str(device), "torch_threads": torch.get_num_threads(), **init_meta(cfg)}
 
     def checkpoint():
         weights.save(gen, last, {**meta, "steps": step, "seconds": round(seconds)})

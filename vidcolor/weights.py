@@ -105,9 +105,14 @@ def load_model(name: str, weights: str | os.PathLike | None = None,
     return model.to(runtime.torch_device)
 
 
+def read_metadata(path: pathlib.Path) -> dict[str, str]:
+    """The metadata `vidcolor train` stores with the weights (empty for other files)."""
+    if pathlib.Path(path).suffix != ".safetensors":
+        return {}
+    with safetensors.safe_open(str(path), "pt") as f:
+        return f.metadata() or {}
+
+
 def chroma_gain(path: pathlib.Path) -> float:
     """The calibration `vidcolor train` stores with the weights (1 when there is none)."""
-    if pathlib.Path(path).suffix != ".safetensors":
-        return 1.0
-    with safetensors.safe_open(str(path), "pt") as f:
-        return float((f.metadata() or {}).get("chroma_gain", 1.0))
+    return float(read_metadata(path).get("chroma_gain", 1.0))
