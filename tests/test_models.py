@@ -119,3 +119,19 @@ def test_readme_model_table_is_current():
 
     readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert models_markdown() in readme, "the README's model table is stale: run python -m vidcolor.docs"
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("name", [n for n in list_models() if get_model(n).weights])
+def test_reduced_precision_path_keeps_the_colour(name, dtype):
+    """The autocast path a GPU takes by default (fp16), run on the CPU: float32 chroma, as fp32 gives."""
+    from vidcolor.colorizer import Colorizer
+    from vidcolor.runtime import Runtime
+
+    # a picture with structure (a lit sphere over a horizon), not noise: the networks' colour follows it
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 96), torch.linspace(-1, 1, 128), indexing="ij")
+    y = (0.35 + 0.3 * (yy < 0.2) + 0.3 * torch.clamp(1 - (xx ** 2 + yy ** 2) * 3, 0, 1)).view(1, 1, 96, 128)
+    full = Colorizer(name, None, Runtime(device="cpu", dtype="float32")).chroma(y, (96, 128), "bt601")
+    low = Colorizer(name, None, Runtime(device="cpu", dtype=dtype)).chroma(y, (96, 128), "bt601")
+    assert low.dtype == torch.float32 and torch.isfinite(low).all()
+    assert (low - full).abs().mean() <= 0.05 * full.abs().mean() + 1e-4
