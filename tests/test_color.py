@@ -74,3 +74,27 @@ def test_rebalancing_weights():
     assert torch.isclose((prior * w).sum(), torch.tensor(1.0), atol=1e-5)
     # Rare colours weigh more than common ones.
     assert w[100] > w[0]
+
+
+@pytest.mark.parametrize("matrix", sorted(color.MATRICES))
+def test_chroma_for_luma_is_the_composition_it_shortens(matrix):
+    """chroma_for_luma takes shortcuts (no L round trip, offsets from the colour itself): same values."""
+    y = torch.linspace(0, 1, 41).view(1, 1, 41, 1).expand(1, 1, 41, 41 * 41)
+    a, b = torch.meshgrid(torch.linspace(-110, 110, 41), torch.linspace(-110, 110, 41), indexing="ij")
+    ab = torch.stack((a.flatten(), b.flatten())).view(1, 2, 1, -1).expand(1, 2, 41, -1)
+    want = color.fit_chroma(y, color.rgb_to_chroma(color.lab_to_rgb(torch.cat((color.gray_to_l(y), ab), 1)),
+                                                   matrix), matrix)
+    got = color.chroma_for_luma(y, ab, matrix)
+    assert (got - want).abs().max() < 2e-5
+
+
+def test_srgb_curves_match_the_standard_pieces():
+    x = torch.cat((torch.linspace(-0.1, 0.01, 2001), torch.linspace(0.01, 1.1, 2001)))
+    c = x.clamp(0, 1)
+    want = torch.where(c <= 0.0031308, c * 12.92, 1.055 * c.clamp(min=0.0031308) ** (1 / 2.4) - 0.055)
+    assert (color.linear_to_srgb(x) - want).abs().max() < 1e-6
+    assert (color.srgb_to_linear(color.linear_to_srgb(c)) - c).abs().max() < 1e-5
+    t = torch.linspace(-0.05, 1.2, 5001)
+    eps = 6 / 29
+    want_f = torch.where(t > eps ** 3, t.clamp(min=eps ** 3) ** (1 / 3), t / (3 * eps ** 2) + 4 / 29)
+    assert (color._f(t) - want_f).abs().max() < 1e-6
