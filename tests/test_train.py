@@ -129,6 +129,9 @@ def test_init_starts_from_the_shipped_weights(tmp_path, model):
     with safetensors.safe_open(str(final), "pt") as f:
         meta = f.metadata()
     assert meta["init"] == get_model(model).weights and meta["init_steps"] != "?"
+    # how the starting weights were trained travels with the new ones
+    assert json.loads(meta["init_meta"]) == dict(safetensors.safe_open(
+        str(shipped_dir() / get_model(model).weights), "pt").metadata())
     # Without --init the same run starts from random weights, far from the shipped ones.
     scratch = read_state_dict(train(TrainConfig(**{**cfg.__dict__, "init": None, "out": tmp_path / "new"}),
                                     progress=False))

@@ -79,12 +79,12 @@ class TrainConfig:
 
 
 def init_meta(cfg: TrainConfig) -> dict:
-    """The run's starting point for the weights' metadata: the file and the steps behind it."""
+    """The run's starting point for the weights' metadata: the file and how it was trained (JSON)."""
     path = cfg.init_path()
     if path is None:
         return {}
-    before = weights.read_metadata(path).get("steps", "?")
-    return {"init": path.name, "init_steps": before}
+    before = weights.read_metadata(path)
+    return {"init": path.name, "init_steps": before.get("steps", "?"), "init_meta": json.dumps(before, sort_keys=True)}
 
 
 def _files(dirs) -> list[pathlib.Path]:
