@@ -444,7 +444,11 @@ def test_stabilized_colorizer_batches_and_state(colorizer):
     two_calls = split.colorize_rgb(frames[:2]) + split.colorize_rgb(frames[2:])
     for a, b, f in zip(one_call, two_calls, frames):
         assert a.shape == f.shape and a.dtype == np.uint8
-        np.testing.assert_array_equal(a, b)  # state carries across calls: batch size changes nothing
+        # State carries across calls: batch size changes nothing but the network's own rounding
+        # (oneDNN blocks a convolution by batch size: ab moves by ~2e-5, a pixel now and then by 1/255).
+        # A lost state would change whole frames.
+        diff = np.abs(a.astype(np.int16) - b)
+        assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
     # the luma of the output is the input's (only chroma is replaced; rounding aside)
     y_in = frames[0].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     y_out = one_call[0].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
