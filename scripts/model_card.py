@@ -91,7 +91,8 @@ def card(name: str, evals: list[pathlib.Path], eval_command: str | None, notes: 
     training = "; then ".join(
         f"{m.get('steps', '?')} steps, batch {m.get('batch', '?')}, {m.get('crop', '?')} px crops, peak learning "
         f"rate {m.get('lr', '?')}{' from random weights' if i == 0 and len(stages) > 1 else ''}"
-        f"{' from those weights' if i else ''} ({int(m.get('seconds', 0) or 0) / 60:.0f} min)"
+        f"{' from those weights' if i else ''}"
+        + (f" ({int(m.get('seconds', 0) or 0) / 60:.0f} min)" if len(stages) > 1 else "")
         for i, m in enumerate(stages))
     out = [f"# `{name}`", "", spec.summary + ".", "",
            "## The network (from its module's docstring)", "", inspect.cleandoc(module.__doc__ or ""), ""]
@@ -100,7 +101,7 @@ def card(name: str, evals: list[pathlib.Path], eval_command: str | None, notes: 
             f"{spec.working_size} (short side)",
             f"- data: {meta.get('images', '?')} colour photos built by `vidcolor data data/` from Debian and PyPI "
             "packages (`../shared/DATA.md`); the evaluation videos are not among them",
-            f"- training: {training}, seed 0; {seconds / 60:.0f} min of training time in all on "
+            f"- training: {training}, seed 0; {seconds / 60:.0f} min of training time{' in all' if len(stages) > 1 else ''} on "
             f"{meta.get('device', 'cpu')} with {meta.get('torch_threads', '?')} torch thread(s), on {HARDWARE}",
             f"- command: `{train_cmd}` (`--resume` continues a run)",
             f"- chroma calibration: {meta.get('chroma_gain', 'none (gain 1)')} (least-squares gain of the predicted ab "
