@@ -16,6 +16,7 @@ import pathlib
 import av
 import numpy as np
 import pytest
+import torch
 
 from conftest import make_video, probe, vfr_pts
 from vidcolor.engine import EncodeOptions, colorize_video
@@ -505,3 +506,52 @@ def test_output_appears_only_when_complete(colorizer, media, tmp_path):
     last_partial = max(i for i, p in enumerate(partial) if p)
     assert not any(final[: last_partial + 1])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mkv"]
+
+
+# --------------------------------------------------------------------------
+# a device that runs out of memory
+# --------------------------------------------------------------------------
+
+
+class _Tight(torch.nn.Module):
+    """The real network behind a memory limit: more than ``most`` frames at once raise what
+    CUDA raises when it runs out (no GPU here to fill; the network itself is untouched)."""
+
+    def __init__(self, net: torch.nn.Module, most: int):
+        super().__init__()
+        self.net, self.most, self.calls = net, most, []
+
+    def forward(self, l, *rest):
+        self.calls.append(l.shape[0])
+        if l.shape[0] > self.most:
+            raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate {l.shape[0] * 512} MiB")
+        return self.net(l, *rest)
+
+    def decode(self, raw):
+        return self.net.decode(raw)
+
+
+def test_out_of_memory_retries_smaller_batches_and_keeps_every_frame(colorizer, media, tmp_path):
+    src = media("oom.mkv", frames=12)
+    run(colorizer.fresh(), src, tmp_path / "want.mkv")
+    tight = colorizer.fresh()
+    tight.model = _Tight(colorizer.model, most=3)
+    run(tight, src, tmp_path / "got.mkv")
+    want, got = probe(tmp_path / "want.mkv"), probe(tmp_path / "got.mkv")
+    # every frame, the same luma, the same colour up to the network's batch-size rounding
+    assert len(got.planes) == len(want.planes) == 12
+    for a, b in zip(got.planes, want.planes):
+        assert np.array_equal(a[0], b[0])
+        assert all(np.abs(a[k].astype(int) - b[k]).max() <= 1 for k in (1, 2))
+    # the first batch of 8 was retried as 4 (refused), then 2s; later batches go straight to 2
+    assert tight.model.calls[:3] == [8, 4, 2] and tight.chunk == 2 and max(tight.model.calls[3:]) == 2
+
+
+def test_out_of_memory_for_one_frame_is_a_one_line_error(colorizer):
+    from vidcolor.errors import OutOfMemory
+
+    tight = colorizer.fresh()
+    tight.model = _Tight(colorizer.model, most=0)
+    with pytest.raises(OutOfMemory) as e:
+        tight.chroma(torch.rand(3, 1, 48, 64), (24, 32), "bt601")
+    assert isinstance(e.value, MemoryError) and "\n" not in str(e.value) and "--device cpu" in str(e.value)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from . import color
-from .errors import InvalidInput
+from .errors import InvalidInput, OutOfMemory
 from .models import get_model
 from .runtime import Runtime
 from .weights import chroma_gain, load_model, weights_path
@@ -63,6 +63,8 @@ class Colorizer:
     hints = None
     #: frames predicted since `reset`: the frame number hints refer to.
     frame = 0
+    #: frames per network call since the device ran out of memory at more (None: the whole batch).
+    chunk: int | None = None
 
     def __init__(self, model: str = "default", weights: str | os.PathLike | None = None,
                  runtime: Runtime = Runtime(), saturation: float = 1.0, hints=None):
@@ -163,17 +165,13 @@ class Colorizer:
             l = l.contiguous(memory_format=torch.channels_last)
         extra = self._hint_maps(frames, tuple(y.shape[-2:]), size) if self.hints is not None else ()
         if self.recurrence is None:
-            with self.runtime.autocast():
-                raw = self.model(l, *extra)
-            ab = self.model.decode(raw).float() * self.gain
+            ab = self._network(l, extra) * self.gain
         else:
             def step(i, prev):
                 # One frame per call: each frame's history is the previous frame's output.
                 if prev is not None and prev.shape[-2:] != l.shape[-2:]:
                     prev = None  # a new size is a new shot
-                with self.runtime.autocast():
-                    raw = self.model(l[i:i + 1], prev)
-                return self.model.decode(raw).float()
+                return self._network(l[i:i + 1], (), prev)
 
             # The history is the model's own ab, as in training; the calibration applies to the output only.
             # With a stabilizer, `cuts` already holds its detector's answers (prepare): no second detector.
@@ -182,6 +180,35 @@ class Colorizer:
             return ab
         out = self.stabilizer.run(y_small, ab.to("cpu", torch.float32).numpy(), cuts, detect=False)
         return torch.from_numpy(np.stack(out)).to(ab.device)
+
+    def _network(self, l: torch.Tensor, extra: tuple, *state) -> torch.Tensor:
+        """The network's ab for working-size L (and per-frame ``extra`` inputs), float32.
+
+        When the device runs out of memory the same frames are run again in halves, and later
+        calls keep the smaller size (`chunk`): a film at a batch the GPU cannot hold is slower,
+        not lost, and never silently gray (DeOldify's failure). One frame that does not fit is
+        an error that says what to do.
+        """
+        n, out, start = l.shape[0], [], 0
+        step = min(n, self.chunk or n)
+        while start < n:
+            part = slice(start, start + step)
+            try:
+                with self.runtime.autocast():
+                    raw = self.model(l[part], *(e[part] for e in extra), *state)
+                out.append(self.model.decode(raw).float())
+                start += step
+                continue
+            except torch.OutOfMemoryError:
+                pass  # retried below, once the failed call's activations are released
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            if step == 1:
+                raise OutOfMemory(f"{self.device} ran out of memory for one {l.shape[-2]}x{l.shape[-1]} frame of "
+                                  f"{self.name!r}; free the GPU (other processes hold its memory), "
+                                  "or use --device cpu") from None
+            step = self.chunk = step // 2
+        return torch.cat(out)
 
     def _hint_maps(self, frames, frame_size, size) -> tuple:
         maps = [self.hints.maps(n, frame_size, size) for n in frames]

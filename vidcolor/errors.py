@@ -33,6 +33,10 @@ class WeightsError(VidcolorError, ValueError):
     """Weights that are missing or do not fit the model."""
 
 
+class OutOfMemory(VidcolorError, MemoryError):
+    """The device has no memory left even for one frame at a time."""
+
+
 class Interrupted(VidcolorError, KeyboardInterrupt):
     """The job was stopped by a signal; partial output was removed."""
 
