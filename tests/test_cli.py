@@ -388,3 +388,50 @@ def test_stabilize_option_keeps_luma_and_is_deterministic(tmp_path):
     assert c.pts == a.pts and len(a.pts) == 12
     assert all(np.array_equal(x[0], z[0]) for x, z in zip(a.planes, c.planes))
     assert all(np.array_equal(x[i], z[i]) for x, z in zip(b.planes, c.planes) for i in (1, 2))
+
+
+def _raw_mpeg1(path, frames: int, options: dict, picture) -> None:
+    """A bare MPEG-1 video stream (no container), as old capture tools and visp's cube.mpeg are."""
+    import av
+
+    with av.open(str(path), "w", format="mpeg1video") as out:
+        s = out.add_stream("mpeg1video", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.codec_context.options = options
+        for i in range(frames):
+            f = av.VideoFrame.from_ndarray(picture(i), format="rgb24")
+            f.pts = i
+            out.mux(s.encode(f))
+        out.mux(s.encode())
+
+
+def _bar(i: int) -> np.ndarray:
+    img = np.full((48, 64, 3), 30, np.uint8)
+    img[:, i: i + 6] = 220  # a bright bar moving one pixel a frame
+    return img
+
+
+def test_bare_stream_with_a_low_header_bit_rate_is_not_called_truncated(capsys, tmp_path):
+    # The header says 50 kbit/s, the pictures take far more: FFmpeg guesses 4.9 s for 2 s of video,
+    # which the truncation check took for a cut file (exit 1 with all 50 frames written).
+    rng = np.random.default_rng(0)
+    src = tmp_path / "noise.m1v"
+    _raw_mpeg1(src, 50, {"qscale": "2", "maxrate": "50k", "bufsize": "400k"},
+               lambda i: rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    rc, _, err = vidcolor(capsys, src, "-o", tmp_path / "out.mkv", "--codec", "ffv1")
+    assert rc == 0, err
+    assert len(probe(tmp_path / "out.mkv").planes) == 50
+
+
+def test_preview_of_a_bare_stream_spans_it(capsys, tmp_path):
+    # Flagged VBR, the header's bit rate is a marker: FFmpeg guesses 0.3 ms for 2 s of video, and
+    # the preview took its N "evenly spaced" frames all from the first one.
+    src = tmp_path / "bar.m1v"
+    _raw_mpeg1(src, 50, {"qscale": "4"}, _bar)
+    rc, _, err = vidcolor(capsys, src, "--preview", "3", "-o", tmp_path / "sheet.png")
+    assert rc == 0, err
+    sheet = cv2.imread(str(tmp_path / "sheet.png"), cv2.IMREAD_GRAYSCALE)
+    rows = [cv2.resize(sheet[k * 360:(k + 1) * 360, :480], (64, 48), interpolation=cv2.INTER_AREA) for k in range(3)]
+    bars = [int(np.argmax(r.mean(axis=0))) for r in rows]  # where each row's bar is: its frame number
+    # frames at 1/6, 3/6 and 5/6 of the 2 s clip: about 8, 25 and 41 (the bar's centre is 2.5 px on)
+    assert [abs(b - (f + 2.5)) <= 2 for b, f in zip(bars, (8, 25, 41))] == [True] * 3, bars

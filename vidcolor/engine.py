@@ -598,8 +598,22 @@ def _frame_seconds(frame, vstream) -> float:
     return 1 / float(rate) if rate else 0.04
 
 
+#: Demuxers of bare elementary streams: no container clock, so the duration FFmpeg reports is the
+#: file size over the bit rate in the stream header, a guess (an MPEG-1 stream flagged VBR, like
+#: visp's cube.mpeg, "lasts" 0.04 s of its 3.2).
+_ESTIMATED_DURATION_FORMATS = {"mpegvideo", "m4v", "h261", "h263", "h264", "hevc", "vvc", "cavsvideo", "dirac",
+                               "avs2", "avs3", "mjpeg"}
+
+
+def duration_is_guessed(inp) -> bool:
+    """Whether the container's and stream's durations are estimates, not read from the file."""
+    return inp.format.name in _ESTIMATED_DURATION_FORMATS
+
+
 def _track_seconds(vstream) -> float | None:
     """The video stream's own duration from the header, in seconds, if it states one."""
+    if duration_is_guessed(vstream.container):
+        return None
     if vstream.duration and vstream.time_base:
         return float(vstream.duration * vstream.time_base)
     tag = vstream.metadata.get("DURATION")  # Matroska's per-track tag, HH:MM:SS.nnnnnnnnn
@@ -617,7 +631,7 @@ def _declared_end(inp, vstream) -> float | None:
     seconds = _track_seconds(vstream)
     if seconds is not None:
         return float((vstream.start_time or 0) * vstream.time_base) + seconds
-    if inp.duration and len(inp.streams) == 1:
+    if inp.duration and len(inp.streams) == 1 and not duration_is_guessed(inp):
         return ((inp.start_time or 0) + inp.duration) / av.time_base
     return None
 
@@ -633,13 +647,19 @@ def _chapters(inp, start: float, end: float) -> list[dict]:
     return kept
 
 
+def video_seconds(inp, vstream) -> float | None:
+    """How long the video lasts by the file's header (the track's, else the container's); None if unsaid or guessed."""
+    if (track := _track_seconds(vstream)) is not None:
+        return track
+    if inp.duration and not duration_is_guessed(inp):
+        return inp.duration / av.time_base
+    return None
+
+
 def _expected_frames(vstream, inp, start: float, end: float) -> int | None:
     rate = float(vstream.average_rate or vstream.guessed_rate or 0)
-    if (track := _track_seconds(vstream)) is not None:
-        seconds = track
-    elif inp.duration:
-        seconds = inp.duration / av.time_base
-    else:
+    seconds = video_seconds(inp, vstream)
+    if seconds is None:
         return vstream.frames or None
     seconds = min(seconds, end) - start
     return max(0, round(seconds * rate)) if rate else (vstream.frames or None)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import pathlib
 
-import av
 import cv2
 import numpy as np
 
 from .colorizer import Colorizer
-from .engine import open_input
+from .engine import duration_is_guessed, open_input, video_seconds
 from .errors import InvalidInput, OutputError
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm"}
@@ -73,11 +72,17 @@ def preview_sheet(src: pathlib.Path, dst: pathlib.Path, colorizer: Colorizer, co
     with open_input(src) as inp:
         stream = inp.streams.video[0]
         stream.thread_type = "AUTO"
-        duration = (float(stream.duration * stream.time_base) if stream.duration
-                    else (inp.duration or 0) / av.time_base)
+        duration = video_seconds(inp, stream)
+        # A bare elementary stream has no clock to seek by (FFmpeg would seek by the guessed bit
+        # rate): its frames are decoded in order, after one pass over its packets for the length.
+        sequential = duration is None or duration_is_guessed(inp)
+        if duration is None:
+            duration = _scanned_seconds(src)
+        origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
         for i in range(count):
-            t = duration * (i + 0.5) / count
-            inp.seek(int(t / stream.time_base), stream=stream, backward=True) if duration else None
+            t = origin + duration * (i + 0.5) / count
+            if duration and not sequential:
+                inp.seek(int(t / stream.time_base), stream=stream, backward=True)
             frame = None
             for frame in inp.decode(stream):
                 if frame.time is None or frame.time >= t - 1e-3:
@@ -97,3 +102,17 @@ def preview_sheet(src: pathlib.Path, dst: pathlib.Path, colorizer: Colorizer, co
         raise InvalidInput(f"{src}: no frame could be decoded for the preview")
     write_image(dst, cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR))
     return len(rows)
+
+
+def _scanned_seconds(src: pathlib.Path) -> float:
+    """The video's length from its packets' timestamps (demuxed, not decoded); 0 if they have none."""
+    first = last = None
+    with open_input(src) as inp:
+        for packet in inp.demux(video=0):
+            if packet.pts is None:
+                continue
+            start = float(packet.pts * packet.time_base)
+            end = start + float((packet.duration or 0) * packet.time_base)
+            first = start if first is None else min(first, start)
+            last = end if last is None else max(last, end)
+    return last - first if first is not None else 0.0
