@@ -547,6 +547,10 @@ class VideoJob:
                 if w.error is not None:
                     raise w.error
             if not configured:
+                length = video_seconds(inp, vstream)
+                if start and length is not None and start >= length:
+                    raise InvalidInput(f"{self.src}: --start {start:g} is past the end of the video "
+                                       f"({length:.2f} s); give an earlier --start")
                 raise InvalidInput(f"{self.src}: no video frame could be decoded"
                                    + (f" in the range asked for (--start {start})" if start else "")
                                    + "; check that the file is complete")
