@@ -445,7 +445,7 @@ def test_unusable_inputs_are_reported_with_the_file_name(colorizer, media, tmp_p
 
 def test_nothing_left_behind_when_no_frame_is_in_the_window(colorizer, media, tmp_path):
     src = media("short.mkv", frames=6)
-    with pytest.raises(InvalidInput, match="no video frame"):
+    with pytest.raises(InvalidInput, match="past the end of the video"):
         run(colorizer, src, tmp_path / "out.mkv", EncodeOptions(codec="ffv1", start=5.0))
     assert list(tmp_path.iterdir()) == []
 
