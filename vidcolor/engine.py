@@ -652,7 +652,7 @@ def _chapters(inp, start: float, end: float) -> list[dict]:
 
 
 def video_seconds(inp, vstream) -> float | None:
-    """How long the video lasts by the file's header (the track's, else the container's); None if unsaid or guessed."""
+    """The video's length by the file's header (the track's, else the container's); None if unsaid or guessed."""
     if (track := _track_seconds(vstream)) is not None:
         return track
     if inp.duration and not duration_is_guessed(inp):
