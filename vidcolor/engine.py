@@ -506,7 +506,7 @@ class VideoJob:
         from tqdm import tqdm
 
         start, end = _window(self.opts)
-        total = _expected_frames(vstream, inp, start, end)
+        total = _expected_frames(vstream, inp, start, end, self.src if self.src.is_file() else None)
         bar = tqdm(total=total, disable=not self.progress, unit="frame", dynamic_ncols=True,
                    desc=self.src.name, leave=False)
         configured = False
@@ -660,9 +660,25 @@ def video_seconds(inp, vstream) -> float | None:
     return None
 
 
-def _expected_frames(vstream, inp, start: float, end: float) -> int | None:
+def scanned_seconds(src: pathlib.Path) -> float:
+    """The video's length from its packets' timestamps (demuxed, not decoded); 0 if they have none."""
+    first = last = None
+    with open_input(src) as inp:
+        for packet in inp.demux(video=0):
+            if packet.pts is None:
+                continue
+            start = float(packet.pts * packet.time_base)
+            end = start + float((packet.duration or 0) * packet.time_base)
+            first = start if first is None else min(first, start)
+            last = end if last is None else max(last, end)
+    return last - first if first is not None else 0.0
+
+
+def _expected_frames(vstream, inp, start: float, end: float, src: pathlib.Path | None = None) -> int | None:
     rate = float(vstream.average_rate or vstream.guessed_rate or 0)
     seconds = video_seconds(inp, vstream)
+    if seconds is None and src is not None and duration_is_guessed(inp):
+        seconds = scanned_seconds(src)  # a bare stream: one pass over its packets, for the progress bar's ETA
     if seconds is None:
         return vstream.frames or None
     seconds = min(seconds, end) - start

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from .colorizer import Colorizer
-from .engine import duration_is_guessed, open_input, video_seconds
+from .engine import duration_is_guessed, open_input, scanned_seconds, video_seconds
 from .errors import InvalidInput, OutputError
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm"}
@@ -77,7 +77,7 @@ def preview_sheet(src: pathlib.Path, dst: pathlib.Path, colorizer: Colorizer, co
         # rate): its frames are decoded in order, after one pass over its packets for the length.
         sequential = duration is None or duration_is_guessed(inp)
         if duration is None:
-            duration = _scanned_seconds(src)
+            duration = scanned_seconds(src)
         origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
         for i in range(count):
             t = origin + duration * (i + 0.5) / count
@@ -102,17 +102,3 @@ def preview_sheet(src: pathlib.Path, dst: pathlib.Path, colorizer: Colorizer, co
         raise InvalidInput(f"{src}: no frame could be decoded for the preview")
     write_image(dst, cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR))
     return len(rows)
-
-
-def _scanned_seconds(src: pathlib.Path) -> float:
-    """The video's length from its packets' timestamps (demuxed, not decoded); 0 if they have none."""
-    first = last = None
-    with open_input(src) as inp:
-        for packet in inp.demux(video=0):
-            if packet.pts is None:
-                continue
-            start = float(packet.pts * packet.time_base)
-            end = start + float((packet.duration or 0) * packet.time_base)
-            first = start if first is None else min(first, start)
-            last = end if last is None else max(last, end)
-    return last - first if first is not None else 0.0
