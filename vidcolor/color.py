@@ -70,10 +70,7 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
     L, a, b = lab.unbind(-3)
     fy = (L + 16) / 116
     xyz = torch.stack((_f_inv(fy + a / 500), _f_inv(fy), _f_inv(fy - b / 200)), dim=-3)
-    xyz = xyz * _matrix(_WHITE, lab)[:, None, None]
-    rgb_from_xyz = torch.linalg.inv(_matrix(_XYZ_FROM_RGB, lab).double()).to(lab.dtype)
-    lin = torch.einsum("ij,...jhw->...ihw", rgb_from_xyz, xyz)
-    return linear_to_srgb(lin)
+    return linear_to_srgb(torch.einsum("ij,...jhw->...ihw", _rgb_from_white_xyz(lab), xyz))
 
 
 def gray_to_l(y: torch.Tensor) -> torch.Tensor:
