@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from .colorizer import Colorizer
-from .engine import duration_is_guessed, open_input, scanned_seconds, video_seconds
+from .engine import open_input, scanned_seconds, video_seconds
 from .errors import InvalidInput, OutputError
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm"}
@@ -73,10 +73,11 @@ def preview_sheet(src: pathlib.Path, dst: pathlib.Path, colorizer: Colorizer, co
         stream = inp.streams.video[0]
         stream.thread_type = "AUTO"
         duration = video_seconds(inp, stream)
-        # A bare elementary stream has no clock to seek by (FFmpeg would seek by the guessed bit
-        # rate): its frames are decoded in order, after one pass over its packets for the length.
-        sequential = duration is None or duration_is_guessed(inp)
-        if duration is None:
+        # No length in the header (or a guessed one: a bare elementary stream, which FFmpeg would
+        # seek by the guessed bit rate): one pass over the packets for the length, then the frames
+        # are decoded in order.
+        sequential = duration is None
+        if sequential:
             duration = scanned_seconds(src)
         origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
         for i in range(count):
