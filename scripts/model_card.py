@@ -21,7 +21,6 @@ import pathlib
 import time
 
 import torch
-from safetensors import safe_open
 
 from vidcolor import weights
 from vidcolor.colorizer import Colorizer
@@ -71,7 +70,7 @@ def scores(folder: pathlib.Path, name: str) -> tuple[list[str], list[str]]:
 def card(name: str, evals: list[pathlib.Path], eval_command: str | None, notes: str | None) -> str:
     spec = get_model(name)
     path = weights.shipped_dir() / spec.weights
-    meta = safe_open(str(path), "pt").metadata() or {}
+    meta = weights.read_metadata(path)
     module = importlib.import_module(spec.build.__module__)
     params = sum(p.numel() for p in spec.build().parameters())
     fps, threads = cpu_fps(name, path)
