@@ -58,6 +58,14 @@ def rows(outdir) -> dict[str, sqlite3.Row]:
         db.close()
 
 
+def _state(outdir, name: str) -> str | None:
+    """The manifest state of the input called ``name``; None while the driver is still creating it."""
+    try:
+        return next((r["state"] for k, r in rows(outdir).items() if pathlib.Path(k).name == name), None)
+    except sqlite3.OperationalError:
+        return None
+
+
 def partials(folder) -> list[str]:
     return sorted(p.name for p in pathlib.Path(folder).rglob("*") if ".partial" in p.name)
 
@@ -436,7 +444,10 @@ def test_driver_killed_then_resumed(longer, tmp_path):
     args = [*longer, "-o", out, "--jobs", "1", *FFV1]
     proc, chunks = _start(args, tmp_path)
     try:
-        _wait(lambda: (out / "a.mkv").exists() and partial_pid(out), proc, chunks, what="a.mkv done, b.mkv begun")
+        # b.mkv begun by its worker and marked running by the driver: the driver submits a file
+        # before it records it, so a partial alone could be caught before the record.
+        _wait(lambda: (out / "a.mkv").exists() and partial_pid(out) and _state(out, "b.mkv") == "running",
+              proc, chunks, what="a.mkv done, b.mkv begun")
         worker = partial_pid(out)
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
@@ -504,7 +515,10 @@ def test_ctrl_c_keeps_what_finished(longer, tmp_path):
     args = [*longer, "-o", out, "--jobs", "1", *FFV1]
     proc, chunks = _start(args, tmp_path)
     try:
-        _wait(lambda: (out / "a.mkv").exists() and partial_pid(out), proc, chunks, what="a.mkv done, b.mkv begun")
+        # b.mkv begun by its worker and marked running by the driver: the driver submits a file
+        # before it records it, so a partial alone could be caught before the record.
+        _wait(lambda: (out / "a.mkv").exists() and partial_pid(out) and _state(out, "b.mkv") == "running",
+              proc, chunks, what="a.mkv done, b.mkv begun")
         worker = partial_pid(out)
         proc.send_signal(signal.SIGINT)
         rc = proc.wait(60)
