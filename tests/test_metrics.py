@@ -329,7 +329,12 @@ def test_eval_cli_scores_chosen_damage_kinds(tmp_path, capsys):
     assert main(["eval", str(video), "--model", "iizuka2016", "--degrade", "--damage", "grain,dust",
                  "--out", str(out), "--quiet"]) == 0
     report = json.loads((out / "clip-oldfilm-grain+dust.json").read_text())
-    assert report["frames"] == 6 and {r["name"] for r in report["rows"]} >= {"iizuka2016", "gray"}
+    rows = {r["name"]: r for r in report["rows"]}
+    assert report["frames"] == 6 and rows.keys() >= {"iizuka2016", "gray", "iizuka2016, clean",
+                                                     "iizuka2016, clean colour on damaged L"}
+    # the clean twin is the same model on the clean clip: the rise is measured in one run
+    assert rows["iizuka2016"]["flicker_rise"] == pytest.approx(
+        rows["iizuka2016"]["flicker"] / rows["iizuka2016, clean"]["flicker"])
     capsys.readouterr()
     assert main(["eval", str(video), "--damage", "grain", "--out", str(out), "--quiet"]) != 0
     assert "add --degrade" in capsys.readouterr().err
@@ -366,3 +371,54 @@ def test_evaluate_degraded_scores_against_the_clean_original(tmp_path):
     assert floor["flicker"] > rows["original"]["flicker"]
     assert 0.6 < floor["colourfulness_ratio"] < 1.4 and floor["ab_auc"] > rows["gray"]["ab_auc"]
     assert DAMAGED in (tmp_path / "r" / "clip-oldfilm.md").read_text()
+
+
+def _tinted(frames: list[np.ndarray], a: float, b: float) -> list[np.ndarray]:
+    out = []
+    for f in frames:
+        lab = cv2.cvtColor(m.gray_baseline(f).astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+        lab[:, :, 1], lab[:, :, 2] = a, b
+        out.append((np.clip(cv2.cvtColor(lab, cv2.COLOR_Lab2RGB), 0, 1) * 255 + 0.5).astype(np.uint8))
+    return out
+
+
+def test_evaluate_degraded_against_the_colorizers_own_clean_run(tmp_path):
+    from vidcolor.degrade import OldFilm
+    from vidcolor.evaluate import CLEAN, CLEAN_ON_DAMAGED
+
+    video = tmp_path / "clip.mp4"
+    _write_video(video, _translating(10, 48, 64))
+    seen = {"sepia": [], "sepia, clean": []}
+
+    def sepia(name):
+        def colorize(frames):  # one colour whatever the frame: the damage cannot move it
+            seen[name].append(frames[0].copy())
+            return _tinted(frames, 6.0, 18.0)
+        return colorize
+
+    def exposed(frames):  # its colour follows each frame's brightness, as a naive model's can
+        return [_tinted([f], 0.0, 60.0 * float(m.luma(f).mean()) / 255.0)[0] for f in frames]
+
+    result = evaluate(video, {"sepia": sepia("sepia"), "exposed": exposed}, tmp_path / "r", batch=4,
+                      progress=False, degrade=OldFilm.only(["flicker", "grain"]),
+                      clean={"sepia": sepia("sepia, clean"), "exposed": exposed})
+    rows = {row["name"]: row for row in result["rows"]}
+    assert {"sepia" + CLEAN, "sepia" + CLEAN_ON_DAMAGED, "exposed" + CLEAN} <= rows.keys()
+    # the twin saw the colour original, the colorizer the gray damaged copy
+    assert not np.array_equal(seen["sepia, clean"][0][..., 0], seen["sepia, clean"][0][..., 2])
+    assert np.array_equal(seen["sepia"][0][..., 0], seen["sepia"][0][..., 2])
+    sep, exp = rows["sepia"], rows["exposed"]
+    assert sep["flicker_rise"] == pytest.approx(sep["flicker"] / rows["sepia" + CLEAN]["flicker"])
+    # an unchanged colour measures several times higher on the damaged lightness (8-bit rounding at a
+    # lightness that changes every frame: 0.05 -> 0.3 ab here); against that, it hardly rises (1.2:
+    # rounding the colour twice is not rounding it once)
+    assert rows["sepia" + CLEAN_ON_DAMAGED]["flicker"] > 3 * rows["sepia" + CLEAN]["flicker"]
+    assert sep["flicker_rise_same_colour"] < min(1.3, sep["flicker_rise"] / 3)
+    assert exp["flicker_rise_same_colour"] > 2 * sep["flicker_rise_same_colour"]
+    assert "flicker_rise" not in rows["sepia" + CLEAN] and "flicker_rise" not in rows["gray"]
+    report = (tmp_path / "r" / "clip-oldfilm-flicker+grain.md").read_text()
+    assert f"- sepia: flicker {sep['flicker_rise']:.2f}x its run on the clean clip" in report
+    with pytest.raises(ValueError, match="give degrade too"):
+        evaluate(video, {"sepia": sepia("sepia")}, tmp_path / "r", clean={"sepia": sepia("sepia")})
+    with pytest.raises(ValueError, match="unknown colorizers: other"):
+        evaluate(video, {"sepia": sepia("sepia")}, tmp_path / "r", degrade=OldFilm(), clean={"other": exposed})

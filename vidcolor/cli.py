@@ -249,11 +249,16 @@ def run_eval(argv) -> int:
     results = []
     for source in args.sources:
         # Fresh temporal state per source: no colour carries over between videos.
-        colorizers = {n: c.fresh().colorize_rgb for n, c in models.items()}
-        if args.stabilize:
-            colorizers.update({f"{n}+stabilize": c.stabilized().colorize_rgb for n, c in models.items()})
-        results.append(evaluate(pathlib.Path(source), colorizers, out, batch=args.batch,
-                                max_frames=args.max_frames, progress=not args.quiet, degrade=degrade))
+        def colorizers() -> dict:
+            runs = {n: c.fresh().colorize_rgb for n, c in models.items()}
+            if args.stabilize:
+                runs.update({f"{n}+stabilize": c.stabilized().colorize_rgb for n, c in models.items()})
+            return runs
+
+        # a damaged run is compared with the same colorizers' run on the clean clip (twins: own state)
+        results.append(evaluate(pathlib.Path(source), colorizers(), out, batch=args.batch,
+                                max_frames=args.max_frames, progress=not args.quiet, degrade=degrade,
+                                clean=colorizers() if degrade is not None else None))
     table = markdown_table(results)
     (out / "summary.md").write_text(table + "\n")
     print(table)

@@ -48,6 +48,9 @@ ORIGINAL = FlickerMeter.ORIGINAL
 #: with ``degrade``: the original's own ab on the damaged lightness, what a colorizer that keeps the
 #: input's luma (as every one here does) would show if its chroma were perfect
 DAMAGED = "original ab, damaged L"
+#: with ``degrade`` and ``clean``: suffixes of the rows of each colorizer's run on the clean clip, and of
+#: that run's colour on the damaged lightness (what the same colour measures as on the damaged clip)
+CLEAN, CLEAN_ON_DAMAGED = ", clean", ", clean colour on damaged L"
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 
 # (key, header, format) of the Markdown table; arrows say which way is better
@@ -228,6 +231,7 @@ def evaluate(
     max_frames: int | None = None,
     progress: bool = True,
     degrade=None,
+    clean: Mapping[str, Colorizer] | None = None,
 ) -> dict:
     """Score each colorizer on ``source`` and write <stem>.json/.md/.png to ``out_dir``.
 
@@ -247,6 +251,14 @@ def evaluate(
     ``degrade``: a callable (frame index, RGB) -> damaged RGB (`vidcolor.degrade.OldFilm`)
     applied to what the colorizers receive, never to the reference they are
     scored against; the reports are then named ``<stem>-<its name>`` (``<stem>-oldfilm``).
+
+    ``clean``: with ``degrade``, twins of some of the colorizers (same names, their own temporal
+    state) that get the clean frames. Each adds two rows: ``<name>, clean`` (its run on the clean
+    clip) and ``<name>, clean colour on damaged L`` (that run's Lab ab on the damaged frames'
+    lightness). The damaged row then gets ``flicker_rise``, its flicker over the clean run's, and
+    ``flicker_rise_same_colour``, over the clean colour on the damaged lightness: the measure's own
+    rise (8-bit rounding and gamut clipping of an unchanged colour at another lightness) taken out,
+    what is left is the colorizer's colour moving more.
     """
     source = Path(source)
     out_dir = Path(out_dir)
@@ -255,9 +267,16 @@ def evaluate(
     for name in colorizers:
         if name in (GRAY, ORIGINAL, DAMAGED):
             raise ValueError(f"the colorizer name {name!r} is reserved for the built-in reference")
+    clean = dict(clean or {})
+    if clean and degrade is None:
+        raise ValueError("clean twins are compared with a damaged run: give degrade too")
+    if clean.keys() - colorizers.keys():
+        raise ValueError(f"clean twins of unknown colorizers: {', '.join(sorted(clean.keys() - colorizers.keys()))}")
     runs: dict[str, Colorizer | None] = {**colorizers, GRAY: _gray}
     if degrade is not None:
         runs[DAMAGED] = None  # built from the reference too, below
+    for name in clean:
+        runs[name + CLEAN] = runs[name + CLEAN_ON_DAMAGED] = None  # likewise
     stem = source.name if source.is_dir() else source.stem
     if degrade is not None:
         stem += "-" + getattr(degrade, "name", "oldfilm")
@@ -276,14 +295,20 @@ def evaluate(
         for chunk in itertools.batched(frames, batch):
             chunk = list(chunk)
             outputs = {}
-            for name, colorize in runs.items():
+            damaged = [degrade(n + i, f) for i, f in enumerate(chunk)] if degrade is not None else chunk
+            for name, colorize in [*runs.items(), *((name + CLEAN, twin) for name, twin in clean.items())]:
+                if colorize is None:
+                    continue
                 # copies, so a colorizer that works in place cannot alter the reference
-                inputs = ([degrade(n + i, f) for i, f in enumerate(chunk)] if degrade is not None
-                          else [f.copy() for f in chunk])
+                inputs = [f.copy() for f in (chunk if name.endswith(CLEAN) else damaged)]
                 start = time.perf_counter()
-                result = colorize(inputs) if colorize is not None else _on_damaged_luma(chunk, inputs)
+                result = colorize(inputs)
                 scores[name].seconds += time.perf_counter() - start
                 outputs[name] = _check_outputs(name, chunk, result)
+            if degrade is not None:
+                outputs[DAMAGED] = _on_damaged_luma(chunk, damaged)
+            for name in clean:
+                outputs[name + CLEAN_ON_DAMAGED] = _on_damaged_luma(outputs[name + CLEAN], damaged)
             for i, ref in enumerate(chunk):
                 size = size or (ref.shape[1], ref.shape[0])
                 original_colourfulness += colourfulness(ref)
@@ -325,6 +350,11 @@ def evaluate(
                 "fps": _ratio(n, s.seconds),
             }
         )
+    by_name = {row["name"]: row for row in rows}
+    for name in clean:
+        fl = by_name[name]["flicker"]
+        by_name[name]["flicker_rise"] = _ratio(fl, by_name[name + CLEAN]["flicker"])
+        by_name[name]["flicker_rise_same_colour"] = _ratio(fl, by_name[name + CLEAN_ON_DAMAGED]["flicker"])
     rows.append(
         {
             "name": ORIGINAL,
@@ -432,8 +462,18 @@ def _markdown_report(result: dict) -> str:
         + (f"- {DAMAGED}: the original's colour (its Lab ab) on the damaged frames' lightness: the colour a "
            "colorizer that keeps the input's luma would show with perfect chroma, so its flicker is the floor "
            "for the damaged clip.\n" if any(r["name"] == DAMAGED for r in result["rows"]) else "")
+        + "".join(_rise_line(r) for r in result["rows"] if "flicker_rise" in r)
         + "- Seconds and FPS: time spent in the colorizer only.\n"
     )
+
+
+def _rise_line(row: dict) -> str:
+    name = row["name"]
+    return (f"- {name}: flicker {_cell(row['flicker_rise'], '{:.2f}')}x its run on the clean clip "
+            f"(`{name}{CLEAN}`), {_cell(row['flicker_rise_same_colour'], '{:.2f}')}x that run's colour on the "
+            f"damaged lightness (`{name}{CLEAN_ON_DAMAGED}`): the same colour already measures "
+            "higher there (8-bit rounding and gamut clipping at another lightness), so the second is what the "
+            "damage does to the colorizer's colour.\n")
 
 
 def _plot(result: dict, path: Path) -> None:
