@@ -334,6 +334,23 @@ def test_stabilizer_is_deterministic_and_restartable_at_a_cut():
         np.testing.assert_array_equal(a, b)
 
 
+def test_stabilizer_run_in_batches_is_stepping_frame_by_frame():
+    # run computes a batch's flows at once on the pool; step one pair at a time: same outputs, same state
+    frames, cuts = shots(lengths=(9, 8), flicker=0.1, seed=2)
+    rng = np.random.default_rng(3)
+    fresh = [rng.normal(0, 10, (2,) + frames[0].shape).astype(np.float32) for _ in frames]
+    stepper = Stabilizer()
+    stepped = [stepper.step(y, c) for y, c in zip(frames, fresh)]
+    batched, runner = [], Stabilizer()
+    for start in range(0, len(frames), 5):  # batches straddling the cut
+        batched += runner.run(frames[start:start + 5], fresh[start:start + 5])
+    assert runner.last == stepper.last and runner.last["reset"] is False
+    for a, b in zip(stepped, batched):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(batched[cuts[0] - 1], fresh[cuts[0] - 1])  # it did blend before the cut
+    np.testing.assert_array_equal(batched[cuts[0]], fresh[cuts[0]])  # and dropped the colour at it
+
+
 def test_stabilizer_output_does_not_depend_on_the_thread_count():
     ys, truth, fresh = moving_scene(n=8, jitter=4.0)
     big_y = [cv2.resize(y, (384, 288), interpolation=cv2.INTER_LINEAR) for y in ys]
