@@ -416,8 +416,11 @@ def test_evaluate_degraded_against_the_colorizers_own_clean_run(tmp_path):
     assert sep["flicker_rise_same_colour"] < min(1.3, sep["flicker_rise"] / 3)
     assert exp["flicker_rise_same_colour"] > 2 * sep["flicker_rise_same_colour"]
     assert "flicker_rise" not in rows["sepia" + CLEAN] and "flicker_rise" not in rows["gray"]
+    # the twin's time is its own; the references made from other rows' outputs take none
+    assert rows["sepia" + CLEAN]["seconds"] > 0 and rows["sepia" + CLEAN_ON_DAMAGED]["seconds"] is None
     report = (tmp_path / "r" / "clip-oldfilm-flicker+grain.md").read_text()
-    assert f"- sepia: flicker {sep['flicker_rise']:.2f}x its run on the clean clip" in report
+    assert "- Rise under the damage" in report
+    assert f"  - sepia: {sep['flicker_rise']:.2f}x, {sep['flicker_rise_same_colour']:.2f}x\n" in report
     with pytest.raises(ValueError, match="give degrade too"):
         evaluate(video, {"sepia": sepia("sepia")}, tmp_path / "r", clean={"sepia": sepia("sepia")})
     with pytest.raises(ValueError, match="unknown colorizers: other"):

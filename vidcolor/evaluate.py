@@ -277,6 +277,7 @@ def evaluate(
         runs[DAMAGED] = None  # built from the reference too, below
     for name in clean:
         runs[name + CLEAN] = runs[name + CLEAN_ON_DAMAGED] = None  # likewise
+    derived = {DAMAGED, *(name + CLEAN_ON_DAMAGED for name in clean)}
     stem = source.name if source.is_dir() else source.stem
     if degrade is not None:
         stem += "-" + getattr(degrade, "name", "oldfilm")
@@ -346,8 +347,9 @@ def evaluate(
                 "flicker_ratio": _ratio(fl, floor),
                 "cdc": _mean(cdc[name]),
                 "frames": n,
-                "seconds": s.seconds,
-                "fps": _ratio(n, s.seconds),
+                # the references on the damaged lightness are made from other rows' outputs: no time of their own
+                "seconds": None if name in derived else s.seconds,
+                "fps": None if name in derived else _ratio(n, s.seconds),
             }
         )
     by_name = {row["name"]: row for row in rows}
@@ -462,18 +464,20 @@ def _markdown_report(result: dict) -> str:
         + (f"- {DAMAGED}: the original's colour (its Lab ab) on the damaged frames' lightness: the colour a "
            "colorizer that keeps the input's luma would show with perfect chroma, so its flicker is the floor "
            "for the damaged clip.\n" if any(r["name"] == DAMAGED for r in result["rows"]) else "")
-        + "".join(_rise_line(r) for r in result["rows"] if "flicker_rise" in r)
+        + _rise_lines([r for r in result["rows"] if "flicker_rise" in r])
         + "- Seconds and FPS: time spent in the colorizer only.\n"
     )
 
 
-def _rise_line(row: dict) -> str:
-    name = row["name"]
-    return (f"- {name}: flicker {_cell(row['flicker_rise'], '{:.2f}')}x its run on the clean clip "
-            f"(`{name}{CLEAN}`), {_cell(row['flicker_rise_same_colour'], '{:.2f}')}x that run's colour on the "
-            f"damaged lightness (`{name}{CLEAN_ON_DAMAGED}`): the same colour already measures "
-            "higher there (8-bit rounding and gamut clipping at another lightness), so the second is what the "
-            "damage does to the colorizer's colour.\n")
+def _rise_lines(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    return (f"- Rise under the damage: each colorizer's flicker over that of its run on the clean clip (`NAME{CLEAN}`) "
+            f"and over that run's colour shown on the damaged lightness (`NAME{CLEAN_ON_DAMAGED}`). An unchanged "
+            "colour already measures higher there (8-bit rounding and gamut clipping at another lightness), so "
+            "the second is what the damage does to the colorizer's own colour:\n"
+            + "".join(f"  - {r['name']}: {_cell(r['flicker_rise'], '{:.2f}')}x, "
+                      f"{_cell(r['flicker_rise_same_colour'], '{:.2f}')}x\n" for r in rows))
 
 
 def _plot(result: dict, path: Path) -> None:
