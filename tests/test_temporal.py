@@ -351,6 +351,25 @@ def test_stabilizer_run_in_batches_is_stepping_frame_by_frame():
     np.testing.assert_array_equal(batched[cuts[0]], fresh[cuts[0]])  # and dropped the colour at it
 
 
+def test_stabilizer_carries_the_colour_with_exact_bilinear_weights():
+    # OpenCV's 2-channel float remap rounds coordinates to 1/32 px (a 2% error on sharp chroma);
+    # the carried colour must be the true bilinear interpolation
+    rng = np.random.default_rng(5)
+    h, w = 24, 32
+    prev = rng.normal(0, 20, (2, h, w)).astype(np.float32)
+    stab = Stabilizer(alpha=0.5, detector=None)
+    y = np.full((h, w), 0.5, np.float32)
+    stab.step(y, prev)
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    map_x, map_y = xs + np.float32(0.3), ys + np.float32(0.45)
+    out = stab._blend(y, np.zeros_like(prev), (map_x, map_y, np.ones((h, w), np.float32)), False)
+    fx, fy = 0.3, 0.45
+    x1, y1 = np.minimum(np.arange(w) + 1, w - 1), np.minimum(np.arange(h) + 1, h - 1)
+    exact = (prev * (1 - fx) * (1 - fy) + prev[:, :, x1] * fx * (1 - fy)
+             + prev[:, y1, :] * (1 - fx) * fy + prev[:, y1][:, :, x1] * fx * fy)
+    np.testing.assert_allclose(out, 0.5 * exact, atol=1e-4)
+
+
 def test_stabilizer_output_does_not_depend_on_the_thread_count():
     ys, truth, fresh = moving_scene(n=8, jitter=4.0)
     big_y = [cv2.resize(y, (384, 288), interpolation=cv2.INTER_LINEAR) for y in ys]

@@ -644,10 +644,10 @@ class Stabilizer:
             self.last = {"reset": True, "detected": detected, "confidence": 0.0}
         else:
             map_x, map_y, conf = geometry
-            # 3. the previous output carried along the motion
-            prev = self._prev_out
-            warped = cv2.remap(np.dstack((prev[0], prev[1])), map_x, map_y, cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REPLICATE).transpose(2, 0, 1)
+            # 3. the previous output carried along the motion, a plane at a time: OpenCV's 2-channel
+            # float remap rounds the coordinates to 1/32 pixel (its 1-, 3- and 4-channel ones do not)
+            warped = np.stack([cv2.remap(plane, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                               for plane in self._prev_out])
             weight = np.float32(self._alpha(fresh, warped, conf)) * conf
             # 5. blend
             out = (fresh + weight * (warped - fresh)).astype(np.float32)
