@@ -648,24 +648,21 @@ class Stabilizer:
             # float remap rounds the coordinates to 1/32 pixel (its 1-, 3- and 4-channel ones do not)
             warped = np.stack([cv2.remap(plane, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
                                for plane in self._prev_out])
-            weight = np.float32(self._alpha(fresh, warped, conf)) * conf
+            weight = np.float32(self.alpha) * conf
             # 5. blend
             out = (fresh + weight * (warped - fresh)).astype(np.float32)
             self.last = {"reset": False, "detected": False, "confidence": float(conf.mean())}
         self._prev_y, self._prev_out = cur, out
         return out
 
-    def _alpha(self, fresh: np.ndarray, warped: np.ndarray, conf: np.ndarray) -> float:
-        return self.alpha
-
     def run(self, ys: Sequence, chromas: Sequence, cuts: Sequence[bool] | None = None, detect: bool = True) -> list:
         """`step` over a batch of consecutive frames in order; returns a list (or a tensor for tensor input).
 
         The same outputs and state as stepping frame by frame, faster: the flows and confidences
         need the lumas alone, so the whole batch's are computed at once on every core while the
-        blends, which need the previous output, follow in order (640x480, 2 cores: the
-        stabilizer's own time per frame 7.9 -> 6.7 ms, whole ``--stabilize`` runs +35% -> +24%
-        over plain ones; ``benchmarks/bench_temporal.py --speed``).
+        blends, which need the previous output, follow in order (working size of 640x480, 2
+        cores: 7.10 -> 6.23 ms per frame for the stabilizer, A/B; whole ``--stabilize`` runs
+        +22-24% over plain ones, ``benchmarks/bench_temporal.py --speed``).
         """
         if len(ys) != len(chromas):
             raise ValueError(f"{len(ys)} luma frames for {len(chromas)} chroma frames")
