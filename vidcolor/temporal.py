@@ -30,7 +30,6 @@ sequential run bit for bit.
 from __future__ import annotations
 
 import collections
-import itertools
 import math
 import os
 import queue
@@ -675,11 +674,14 @@ class Stabilizer:
             cur, detected, reset = self._advance(y, fresh[i][0], bool(cuts[i]), detect, prev)
             frames.append((cur, detected, None if reset else prev))
             prev = cur
-        pairs = [(p, c) for c, _, p in frames if p is not None]
-        geometries = _flow_pool().map(self._geometry, *zip(*pairs), itertools.repeat(False)) if pairs else iter(())
+        pool = _flow_pool()
+        pending = [pool.submit(self._geometry, p, c, False) if p is not None else None for c, _, p in frames]
         out = []
-        for (cur, detected, p), (chroma, ref) in zip(frames, fresh):
-            geometry = next(geometries) if p is not None else None
+        for (cur, detected, p), (chroma, ref), job in zip(frames, fresh, pending):
+            geometry = None
+            if job is not None:
+                # one the pool has not started yet is done here rather than waited for
+                geometry = self._geometry(p, cur, False) if job.cancel() else job.result()
             out.append(_like(self._blend(cur, chroma, geometry, detected).copy(), ref))
         if isinstance(chromas, torch.Tensor):
             return torch.stack(out) if out else chromas[:0].clone()
