@@ -660,8 +660,8 @@ class Stabilizer:
         The same outputs and state as stepping frame by frame, faster: the flows and confidences
         need the lumas alone, so the whole batch's are computed at once on every core while the
         blends, which need the previous output, follow in order (working size of 640x480, 2
-        cores: 7.10 -> 6.23 ms per frame for the stabilizer, A/B; whole ``--stabilize`` runs
-        +22-24% over plain ones, ``benchmarks/bench_temporal.py --speed``).
+        cores: 6.56 -> 5.91 ms per frame for the stabilizer, A/B; whole ``--stabilize`` runs
+        +19-26% over plain ones, ``benchmarks/bench_temporal.py --speed``).
         """
         if len(ys) != len(chromas):
             raise ValueError(f"{len(ys)} luma frames for {len(chromas)} chroma frames")
