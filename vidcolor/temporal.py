@@ -542,7 +542,6 @@ class Stabilizer:
         carries the colour, is needed at the chroma's size.
         """
         h, w = cur.shape
-
         scale = self.flow_scale
         if scale != 1.0:
             size = (max(8, round(w * scale)), max(8, round(h * scale)))
