@@ -341,7 +341,7 @@ def _wait_for_progress(proc, chunks, timeout=90) -> None:
     """Until the progress bar shows at least one colorized frame."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if re.search(rb"\b[1-9]\d*/\d+ \[", b"".join(chunks)):
+        if re.search(rb"\b[1-9]\d* frames, ", b"".join(chunks)):
             return
         if proc.poll() is not None:
             raise AssertionError(f"vidcolor exited early ({proc.returncode}): {b''.join(chunks).decode()}")
@@ -422,9 +422,30 @@ def test_bare_stream_with_a_low_header_bit_rate_is_not_called_truncated(capsys, 
     rc, _, err = vidcolor(capsys, src, "-o", tmp_path / "out.mkv", "--codec", "ffv1")
     assert rc == 0, err
     assert len(probe(tmp_path / "out.mkv").planes) == 50
-    # the progress bar's total comes from the packets' timestamps, not the guess (122 frames)
-    totals = {int(m) for m in re.findall(r"\d+/(\d+) \[", err)}
-    assert totals and all(abs(t - 50) <= 1 for t in totals), totals
+    # the progress bar's total comes from the packets' timestamps (2 s at 25 fps), not the guess (4.9 s)
+    totals = {float(m) for m in re.findall(r"[\d.]+/([\d.]+) s \[", err)}
+    assert totals and all(abs(t - 2.0) <= 0.05 for t in totals), totals
+
+
+def test_progress_of_a_variable_frame_rate_video_is_in_seconds(capsys, tmp_path):
+    # 20 pictures over 1.6 s of a 25 fps stream (every other frame dropped, as in AVIs with drop
+    # chunks or phones' variable rate): a frame count of 40 left the bar at 20/40 when it was done
+    from fractions import Fraction
+
+    src = tmp_path / "vfr.mkv"
+    with av.open(str(src), "w") as out:
+        s = out.add_stream("ffv1", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for i in range(20):
+            f = av.VideoFrame.from_ndarray(_bar(i), format="rgb24").reformat(format="yuv420p")
+            f.pts, f.time_base = 2 * i, Fraction(1, 25)
+            out.mux(s.encode(f))
+        out.mux(s.encode())
+    rc, _, err = vidcolor(capsys, src, "-o", tmp_path / "out.mkv")
+    assert rc == 0, err
+    assert len(probe(tmp_path / "out.mkv").planes) == 20
+    totals = {float(m) for m in re.findall(r"[\d.]+/([\d.]+) s \[", err)}
+    assert totals == {1.6}, totals
 
 
 def test_preview_of_a_bare_stream_spans_it(capsys, tmp_path):

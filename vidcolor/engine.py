@@ -506,9 +506,15 @@ class VideoJob:
         from tqdm import tqdm
 
         start, end = _window(self.opts)
-        total = _expected_frames(vstream, inp, start, end, self.src if self.src.is_file() else None)
-        bar = tqdm(total=total, disable=not self.progress, unit="frame", dynamic_ncols=True,
-                   desc=self.src.name, leave=False)
+        # Progress in seconds of video, not frames: a variable frame rate (a phone's video, an AVI
+        # with dropped frames: tree.avi's header counts 444 frames for 68 pictures) makes any
+        # frame count a guess, while the frames' timestamps say exactly how far along it is.
+        total = _expected_seconds(vstream, inp, start, end, self.src if self.src.is_file() else None)
+        rate = float(vstream.average_rate or vstream.guessed_rate or 0)
+        bar = tqdm(total=total, disable=not self.progress, dynamic_ncols=True, desc=self.src.name, leave=False,
+                   bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}{postfix}]" if total
+                   else "{desc}: {n:.1f} s [{elapsed}{postfix}]")
+        t0, origin = time.perf_counter(), None
         configured = False
         waiting: list = []  # packets that arrive before the first frame fixes the output's layout
         # Output time 0 (EncodeOptions.timestamps_from; --start by default).
@@ -537,12 +543,22 @@ class VideoJob:
                     for packet in waiting:
                         self._mux_copy(out, packet, copies, zero)
                     waiting.clear()
+                # how far along: to the end of this frame, by its time since the first (else by the count)
+                if item.pts is not None:
+                    at = float(item.pts * vstream.time_base)
+                    origin = at if origin is None else origin
+                    done = at - origin
+                else:
+                    done = self.stats.frames / rate if rate else 0.0
+                done += 1 / rate if rate else 0.0
                 if item.pts is not None:
                     item.pts -= offset_v
                 item.pict_type = av.video.frame.PictureType.NONE
                 out.mux(ostream.encode(item))
                 self.stats.frames += 1
-                bar.update(1)
+                n = self.stats.frames
+                bar.set_postfix_str(f"{n} frames, {n / max(time.perf_counter() - t0, 1e-9):.1f} fps", refresh=False)
+                bar.update(max(0.0, min(done, total or done) - bar.n))
             for w in workers:
                 if w.error is not None:
                     raise w.error
@@ -674,15 +690,14 @@ def scanned_seconds(src: pathlib.Path) -> float:
     return last - first if first is not None else 0.0
 
 
-def _expected_frames(vstream, inp, start: float, end: float, src: pathlib.Path | None = None) -> int | None:
-    rate = float(vstream.average_rate or vstream.guessed_rate or 0)
+def _expected_seconds(vstream, inp, start: float, end: float, src: pathlib.Path | None = None) -> float | None:
+    """Seconds of video the job will colorize, for the progress bar; None when the file does not say."""
     seconds = video_seconds(inp, vstream)
     if seconds is None and src is not None and duration_is_guessed(inp):
         seconds = scanned_seconds(src)  # a bare stream: one pass over its packets, for the progress bar's ETA
-    if seconds is None:
-        return vstream.frames or None
-    seconds = min(seconds, end) - start
-    return max(0, round(seconds * rate)) if rate else (vstream.frames or None)
+    if not seconds:
+        return None
+    return max(0.0, min(seconds, end) - start) or None
 
 
 def colorize_video(src, dst, colorizer: Colorizer, opts: EncodeOptions = EncodeOptions(),
