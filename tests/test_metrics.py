@@ -423,5 +423,7 @@ def test_evaluate_degraded_against_the_colorizers_own_clean_run(tmp_path):
     assert f"  - sepia: {sep['flicker_rise']:.2f}x, {sep['flicker_rise_same_colour']:.2f}x\n" in report
     with pytest.raises(ValueError, match="give degrade too"):
         evaluate(video, {"sepia": sepia("sepia")}, tmp_path / "r", clean={"sepia": sepia("sepia")})
+    with pytest.raises(ValueError, match="reserved"):
+        evaluate(video, {"x" + CLEAN: exposed}, tmp_path / "r", degrade=OldFilm())
     with pytest.raises(ValueError, match="unknown colorizers: other"):
         evaluate(video, {"sepia": sepia("sepia")}, tmp_path / "r", degrade=OldFilm(), clean={"other": exposed})

@@ -265,7 +265,7 @@ def evaluate(
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
     for name in colorizers:
-        if name in (GRAY, ORIGINAL, DAMAGED):
+        if name in (GRAY, ORIGINAL, DAMAGED) or name.endswith((CLEAN, CLEAN_ON_DAMAGED)):
             raise ValueError(f"the colorizer name {name!r} is reserved for the built-in reference")
     clean = dict(clean or {})
     if clean and degrade is None:
@@ -297,11 +297,11 @@ def evaluate(
             chunk = list(chunk)
             outputs = {}
             damaged = [degrade(n + i, f) for i, f in enumerate(chunk)] if degrade is not None else chunk
-            for name, colorize in [*runs.items(), *((name + CLEAN, twin) for name, twin in clean.items())]:
-                if colorize is None:
-                    continue
+            jobs = [(name, colorize, damaged) for name, colorize in runs.items() if colorize is not None]
+            jobs += [(name + CLEAN, twin, chunk) for name, twin in clean.items()]
+            for name, colorize, frames_in in jobs:
                 # copies, so a colorizer that works in place cannot alter the reference
-                inputs = [f.copy() for f in (chunk if name.endswith(CLEAN) else damaged)]
+                inputs = [f.copy() for f in frames_in]
                 start = time.perf_counter()
                 result = colorize(inputs)
                 scores[name].seconds += time.perf_counter() - start
