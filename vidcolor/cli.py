@@ -246,15 +246,15 @@ def run_eval(argv) -> int:
     models = {n: Colorizer(n, w, runtime) for n, w in zip(names, weights)}
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    def colorizers() -> dict:
+        # Fresh temporal state for each call: no colour carries over between videos or twins.
+        runs = {n: c.fresh().colorize_rgb for n, c in models.items()}
+        if args.stabilize:
+            runs.update({f"{n}+stabilize": c.stabilized().colorize_rgb for n, c in models.items()})
+        return runs
+
     results = []
     for source in args.sources:
-        # Fresh temporal state per source: no colour carries over between videos.
-        def colorizers() -> dict:
-            runs = {n: c.fresh().colorize_rgb for n, c in models.items()}
-            if args.stabilize:
-                runs.update({f"{n}+stabilize": c.stabilized().colorize_rgb for n, c in models.items()})
-            return runs
-
         # a damaged run is compared with the same colorizers' run on the clean clip (twins: own state)
         results.append(evaluate(pathlib.Path(source), colorizers(), out, batch=args.batch,
                                 max_frames=args.max_frames, progress=not args.quiet, degrade=degrade,

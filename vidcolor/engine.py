@@ -510,7 +510,6 @@ class VideoJob:
         # with dropped frames: tree.avi's header counts 444 frames for 68 pictures) makes any
         # frame count a guess, while the frames' timestamps say exactly how far along it is.
         total = _expected_seconds(vstream, inp, start, end, self.src if self.src.is_file() else None)
-        rate = float(vstream.average_rate or vstream.guessed_rate or 0)
         bar = tqdm(total=total, disable=not self.progress, dynamic_ncols=True, desc=self.src.name, leave=False,
                    bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}{postfix}]" if total
                    else "{desc}: {n:.1f} s [{elapsed}{postfix}]")
@@ -544,13 +543,13 @@ class VideoJob:
                         self._mux_copy(out, packet, copies, zero)
                     waiting.clear()
                 # how far along: to the end of this frame, by its time since the first (else by the count)
+                length = _frame_seconds(item, vstream)
                 if item.pts is not None:
                     at = float(item.pts * vstream.time_base)
                     origin = at if origin is None else origin
-                    done = at - origin
+                    done = at - origin + length
                 else:
-                    done = self.stats.frames / rate if rate else 0.0
-                done += 1 / rate if rate else 0.0
+                    done = (self.stats.frames + 1) * length
                 if item.pts is not None:
                     item.pts -= offset_v
                 item.pict_type = av.video.frame.PictureType.NONE

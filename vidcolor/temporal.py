@@ -350,6 +350,13 @@ def _like(out: np.ndarray, ref) -> object:
     return out.astype(ref.dtype, copy=False) if np.issubdtype(ref.dtype, np.floating) else out
 
 
+def _warp_planes(planes, map_x: np.ndarray, map_y: np.ndarray) -> list[np.ndarray]:
+    """Bilinear warps of float planes, one at a time: OpenCV's 2-channel float remap rounds the
+    coordinates to 1/32 pixel (its 1-, 3- and 4-channel ones do not)."""
+    return [cv2.remap(np.ascontiguousarray(p), map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            for p in planes]
+
+
 _POOL: tuple[int, ThreadPoolExecutor] | None = None
 
 
@@ -588,9 +595,7 @@ class Stabilizer:
         back_q = rescaled(backward, (wq, hq), cv2.INTER_AREA)
         xs, ys = self._grid_of(hq, wq)
         map_x, map_y = xs + back_q[:, :, 0], ys + back_q[:, :, 1]
-        # a plane at a time: OpenCV's 2-channel float remap rounds the coordinates to 1/32 pixel
-        fx, fy = (cv2.remap(np.ascontiguousarray(forward[:, :, k]), map_x, map_y, cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_REPLICATE) for k in range(2))
+        fx, fy = _warp_planes(forward.transpose(2, 0, 1), map_x, map_y)
         bx, by = back_q[:, :, 0], back_q[:, :, 1]
         round_trip = (bx + fx) ** 2 + (by + fy) ** 2
         # fb_abs is in pixels^2 of the chroma grid; the check's pixels are (w / wq) of those
@@ -670,10 +675,8 @@ class Stabilizer:
             self.last = {"reset": True, "detected": detected, "confidence": 0.0}
         else:
             map_x, map_y, conf = geometry
-            # 3. the previous output carried along the motion, a plane at a time: OpenCV's 2-channel
-            # float remap rounds the coordinates to 1/32 pixel (its 1-, 3- and 4-channel ones do not)
-            warped = np.stack([cv2.remap(plane, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-                               for plane in self._prev_out])
+            # 3. the previous output carried along the motion
+            warped = np.stack(_warp_planes(self._prev_out, map_x, map_y))
             weight = np.float32(self.alpha) * conf
             # 5. blend
             out = (fresh + weight * (warped - fresh)).astype(np.float32)
