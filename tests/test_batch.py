@@ -626,3 +626,58 @@ def test_ray_worker_killed_mid_file_job_finishes(capsys, ray_cluster, longer, tm
     rc, err = batch(capsys, *longer, "-o", out, "--ray", "auto", "--jobs", "2", *FFV1)
     assert rc == 0 and "(3 already before)" in err
     assert mtimes(expected.values()) == before
+
+
+# --------------------------------------------------------------------------
+# inputs are never outputs (issue items 1 and 6)
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flags", [[], ["--overwrite"]], ids=["plain", "overwrite"])
+def test_an_input_inside_outdir_is_refused_whatever_the_flags(capsys, tmp_path, flags):
+    """`batch in out/sub/x.mkv -o out`: out/sub/x.mkv is where in/sub/x.mkv's output goes.
+    It is refused with or without --overwrite, never overwritten, and not with advice to pass it."""
+    clip(tmp_path / "in" / "sub" / "x.mkv")
+    mine = clip(tmp_path / "out" / "sub" / "x.mkv", frames=6)
+    before = sha256(mine)
+    rc, err = batch(capsys, tmp_path / "in", mine, "-o", tmp_path / "out", *flags, *FFV1)
+    lines = err.strip().splitlines()
+    assert rc == 1 and len(lines) == 1 and "Traceback" not in err, err
+    assert str(mine) in lines[0] and "inside the output folder" in lines[0] and "--overwrite" not in lines[0]
+    assert sha256(mine) == before and not (tmp_path / "out" / MANIFEST).exists()
+
+
+def test_folders_globs_and_files_inside_outdir_are_treated_alike(tmp_path):
+    a = clip(tmp_path / "in" / "a.mkv")
+    clip(tmp_path / "in" / "colour" / "a.mkv")  # an earlier run's output
+    old = clip(tmp_path / "in" / "colour" / "sub" / "b.mkv")
+    out = tmp_path / "in" / "colour"
+    assert [i.src for i in collect_inputs([tmp_path / "in"], out)] == [a]
+    assert [i.src for i in collect_inputs([a, str(tmp_path / "in" / "**" / "*.mkv")], out)] == [a]
+    with pytest.raises(OutputError, match="inside the output folder"):
+        collect_inputs([a, old], out)
+
+
+def test_a_hard_link_to_another_items_output_is_refused(tmp_path):
+    a = clip(tmp_path / "in" / "a.mkv")
+    b = clip(tmp_path / "other" / "b.mkv")
+    (tmp_path / "out").mkdir()
+    os.link(b, tmp_path / "out" / "a.mkv")  # b is also out/a.mkv, a's output
+    with pytest.raises(OutputError, match="would be the input"):
+        collect_inputs([a, b], tmp_path / "out")
+
+
+@pytest.mark.parametrize("spelling", ["dotdot", "symlink"])
+def test_outdir_spelled_through_dotdot_or_a_symlink_is_not_read_back(tmp_path, spelling):
+    """-o in/x/../colour or -o link/colour (link -> in): earlier outputs are not inputs again."""
+    a = clip(tmp_path / "in" / "a.mkv")
+    (tmp_path / "in" / "x").mkdir()
+    clip(tmp_path / "in" / "colour" / "a.mkv")
+    clip(tmp_path / "in" / "colour" / "colour" / "a.mkv")
+    if spelling == "dotdot":
+        out = tmp_path / "in" / "x" / ".." / "colour"
+    else:
+        (tmp_path / "link").symlink_to(tmp_path / "in", target_is_directory=True)
+        out = tmp_path / "link" / "colour"
+    for inputs in ([tmp_path / "in"], [str(tmp_path / "in" / "**" / "*.mkv")]):
+        assert [(i.src, i.dst) for i in collect_inputs(inputs, out)] == [(a, out.absolute() / "a.mkv")]

@@ -129,16 +129,23 @@ def collect_inputs(specs, outdir: pathlib.Path, ext: str | None = None) -> list[
 
     A file named on the command line goes to OUTDIR/NAME; a folder's videos keep
     their paths below the folder. Two inputs that would share an output are an error.
+    Nothing inside OUTDIR (compared by resolved path: `..` and symlinks count) is ever
+    an input: folders and patterns skip it, a file named there is refused, and no input
+    may be any item's output, whatever the flags (--overwrite would destroy it).
     """
     outdir = pathlib.Path(outdir).absolute()
+    real_out = outdir.resolve()
     found: list[tuple[pathlib.Path, pathlib.Path]] = []  # (source, path below OUTDIR)
+
+    def inside_outdir(f: pathlib.Path) -> bool:
+        return f.resolve().is_relative_to(real_out)
 
     def add_folder(folder: pathlib.Path) -> None:
         for f in sorted(folder.rglob("*")):
             rel = f.relative_to(folder)
             if _is_hidden(rel) or f.suffix.lower() not in VIDEO_EXTS or not f.is_file():
                 continue
-            if f.absolute().is_relative_to(outdir):  # never our own outputs
+            if inside_outdir(f):  # never our own outputs
                 continue
             found.append((f, rel))
 
@@ -155,7 +162,7 @@ def collect_inputs(specs, outdir: pathlib.Path, ext: str | None = None) -> list[
             for m in map(pathlib.Path, matches):
                 if m.is_dir():
                     add_folder(m)
-                elif m.is_file() and not m.absolute().is_relative_to(outdir):
+                elif m.is_file() and not inside_outdir(m):
                     found.append((m, pathlib.Path(m.name)))
         else:
             raise InvalidInput(f"{spec}: no such file or folder; check the path")
@@ -170,13 +177,23 @@ def collect_inputs(specs, outdir: pathlib.Path, ext: str | None = None) -> list[
         dst = outdir / rel
         if ext:
             dst = dst.with_suffix(ext)
+        if dst.exists() and os.path.samefile(dst, src) or dst.resolve() == src.resolve():
+            raise OutputError(f"{dst}: the output would be the input {src}; choose another folder with -o")
+        if inside_outdir(src):  # only files named one by one get here: the batch writes there
+            raise OutputError(f"{src}: this input lies inside the output folder {outdir}, where the batch "
+                              "writes (it could be overwritten); move it out or choose another -o")
         if dst in outputs:
             raise InvalidInput(f"{outputs[dst]} and {src} would both be written to {dst}; "
                                "rename one or colorize them into separate folders")
-        if dst.exists() and os.path.samefile(dst, src) or dst.resolve() == src.resolve():
-            raise OutputError(f"{dst}: the output would be the input {src}; choose another folder with -o")
         outputs[dst] = src
         items.append(Item(key, src.absolute(), dst))
+    # An input reached under another name (a hard link, a symlinked folder) as another item's output.
+    inodes = {(st.st_dev, st.st_ino): item.src for item in items for st in [item.src.stat()]}
+    for item in items:
+        st = item.dst.stat() if item.dst.exists() else None
+        if st is not None and (st.st_dev, st.st_ino) in inodes:
+            raise OutputError(f"{item.dst}: the output would be the input {inodes[st.st_dev, st.st_ino]}; "
+                              "choose another folder with -o")
     if not items:
         raise InvalidInput(f"no video files in {' '.join(map(str, specs))} "
                            f"(folders are searched for {', '.join(sorted(VIDEO_EXTS))})")
