@@ -298,3 +298,32 @@ def default_sigint() -> None:
     """A child's SIGINT as a terminal gives it (``preexec_fn``): a shell that runs the tests in
     the background starts them with SIGINT ignored, and children inherit that."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def damage_middle(src, dst, size: int = 4096) -> pathlib.Path:
+    """A copy of ``src`` with ``size`` bytes of fixed random garbage in the middle (a damaged reel)."""
+    data = bytearray(pathlib.Path(src).read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + size] = np.random.default_rng(0).integers(0, 256, size, dtype=np.uint8).tobytes()
+    pathlib.Path(dst).write_bytes(bytes(data))
+    return pathlib.Path(dst)
+
+
+def tolerant_decode(path) -> list[float]:
+    """The times of every frame that decodes, going on past damaged packets as FFmpeg does."""
+    times = []
+    with av.open(str(path)) as c:
+        for packet in c.demux(video=0):
+            try:
+                times += [f.time for f in packet.decode()]
+            except av.FFmpegError:
+                continue
+    return times
+
+
+def damaged_reel(tmp_path, suffix: str) -> pathlib.Path:
+    """96 frames (4 s at 24 fps) with 4 KiB of garbage in the middle; MP4 with its index first,
+    Matroska with audio."""
+    kw = dict(container_options={"movflags": "faststart"}) if suffix == ".mp4" else dict(audio="aac")
+    whole = make_video(tmp_path / f"whole{suffix}", codec="ffv1", size=(160, 120), frames=96, rate=24, **kw)
+    return damage_middle(whole, tmp_path / f"damaged{suffix}")

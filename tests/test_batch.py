@@ -681,3 +681,23 @@ def test_outdir_spelled_through_dotdot_or_a_symlink_is_not_read_back(tmp_path, s
         out = tmp_path / "link" / "colour"
     for inputs in ([tmp_path / "in"], [str(tmp_path / "in" / "**" / "*.mkv")]):
         assert [(i.src, i.dst) for i in collect_inputs(inputs, out)] == [(a, out.absolute() / "a.mkv")]
+
+
+def test_batch_records_a_damaged_input_and_strict_fails_it(capsys, clips, tmp_path):
+    """A reel damaged in the middle is done with its warning in the manifest and the summary;
+    with --strict it fails. The clean file is done either way."""
+    from conftest import damaged_reel, tolerant_decode
+
+    bad = damaged_reel(tmp_path, ".mkv")
+    n = len(tolerant_decode(bad))
+    out = tmp_path / "out"
+    rc, err = batch(capsys, clips[1], bad, "-o", out, *FFV1)
+    assert rc == 0, err
+    row = rows(out)[str(bad.resolve())]
+    assert row["state"] == "done" and row["frames"] == n and "no video from 2.00 s to 2.50 s" in row["warning"]
+    assert f"vidcolor: warning: {bad}: the video is damaged" in err and len(probe(out / bad.name).pts) == n
+    rc, err = batch(capsys, clips[1], bad, "-o", tmp_path / "strict", "--strict", *FFV1)
+    assert rc == 1 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(f"vidcolor: failed: {bad}: the video is damaged")
+    assert rows(tmp_path / "strict")[str(bad.resolve())]["state"] == "failed"
+    assert rows(tmp_path / "strict")[str(clips[1].resolve())]["state"] == "done"

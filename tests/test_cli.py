@@ -460,3 +460,28 @@ def test_preview_of_a_bare_stream_spans_it(capsys, tmp_path):
     bars = [int(np.argmax(r.mean(axis=0))) for r in rows]  # where each row's bar is: its frame number
     # frames at 1/6, 3/6 and 5/6 of the 2 s clip: about 8, 25 and 41 (the bar's centre is 2.5 px on)
     assert [abs(b - (f + 2.5)) <= 2 for b, f in zip(bars, (8, 25, 41))] == [True] * 3, bars
+
+
+# --------------------------------------------------------------------------
+# damaged inputs: every decodable frame kept; a warning, or an error with --strict
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_damaged_reel_is_colorized_past_the_damage_with_a_warning(capsys, tmp_path, suffix):
+    from conftest import damaged_reel, tolerant_decode
+
+    src = damaged_reel(tmp_path, suffix)
+    n = len(tolerant_decode(src))
+    dst = tmp_path / f"out{suffix}"
+    rc, _, err = vidcolor(capsys, src, "-o", dst, "--codec", "ffv1", "--quiet")
+    assert rc == 0 and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"vidcolor: warning: {src}: the video is damaged, about "
+                                                   f"{96 - n} frame")
+    assert f"the {n} frames that decode were written" in lines[0]
+    assert len(probe(dst).pts) == n
+    rc, _, err = vidcolor(capsys, src, "-o", dst, "--codec", "ffv1", "--quiet", "--strict", "--overwrite")
+    lines = err.strip().splitlines()
+    assert rc == 1 and len(lines) == 1 and lines[0].startswith(f"vidcolor: error: {src}: the video is damaged")
+    assert partials(tmp_path) == []

@@ -555,3 +555,29 @@ def test_out_of_memory_for_one_frame_is_a_one_line_error(colorizer):
     with pytest.raises(OutOfMemory) as e:
         tight.chroma(torch.rand(3, 1, 48, 64), (24, 32), "bt601")
     assert isinstance(e.value, MemoryError) and "\n" not in str(e.value) and "--device cpu" in str(e.value)
+
+
+@pytest.mark.parametrize("suffix,hole", [(".mp4", False), (".mkv", True)])
+def test_damage_in_the_middle_keeps_every_decodable_frame_and_is_reported(colorizer, tmp_path, suffix, hole):
+    """4 KiB of garbage mid-file: decoding goes on past it as FFmpeg's does (MP4: one packet lost;
+    Matroska: the demuxer skips half a second, video and audio). Every frame that decodes is
+    written, and Stats.damage says where and how much was lost."""
+    from conftest import damaged_reel, tolerant_decode
+
+    src = damaged_reel(tmp_path, suffix)
+    decodable = tolerant_decode(src)
+    assert 80 <= len(decodable) < 96
+    dst = tmp_path / f"out{suffix}"
+    stats = run(colorizer, src, dst)
+    b = probe(dst)
+    assert stats.frames == len(b.pts) == len(decodable)
+    assert b.times == pytest.approx(decodable)
+    assert stats.damage and stats.damage.startswith(f"{src}: the video is damaged, about {96 - len(decodable)} frame")
+    assert ("no video from 2.00 s to 2.50 s" in stats.damage) == hole
+    assert ("undecodable packet" in stats.damage) != hole
+    assert leftovers(tmp_path) == []
+
+
+def test_an_undamaged_variable_frame_rate_video_reports_no_damage(colorizer, media, tmp_path):
+    stats = run(colorizer, media("vfr.mkv", vfr=True, frames=14), tmp_path / "out.mkv")
+    assert stats.frames == 14 and stats.damage is None

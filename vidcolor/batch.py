@@ -103,6 +103,8 @@ class BatchConfig:
     overwrite: bool = False
     #: a line per finished file on stderr.
     progress: bool = True
+    #: a damaged input (frames lost in the middle) fails instead of being done with a warning.
+    strict: bool = False
 
     def settings(self) -> dict:
         """What decides the outputs' content: a resumed batch must use the same."""
@@ -212,6 +214,7 @@ CREATE TABLE IF NOT EXISTS files (
     state TEXT NOT NULL CHECK (state IN ('pending', 'running', 'done', 'failed')),
     frames INTEGER, sha256 TEXT, size INTEGER, seconds REAL,
     error TEXT,
+    warning TEXT,                         -- damage in a done input: frames lost in the middle
     source TEXT,                          -- the input's size and mtime when it was colorized
     segments INTEGER NOT NULL DEFAULT 1,  -- segments asked for when this file was planned
     runs INTEGER NOT NULL DEFAULT 0,      -- times it was handed to a worker
@@ -240,6 +243,8 @@ class Manifest:
             self.db = sqlite3.connect(str(path), isolation_level=None, timeout=30)
             self.db.row_factory = sqlite3.Row
             self.db.executescript(_SCHEMA)
+            if "warning" not in {r[1] for r in self.db.execute("PRAGMA table_info(files)")}:  # older manifests
+                self.db.execute("ALTER TABLE files ADD COLUMN warning TEXT")
         except sqlite3.DatabaseError as exc:
             raise OutputError(f"{path}: the batch manifest cannot be opened ({exc}); "
                               "remove it to start the batch afresh, or choose another -o") from None
@@ -425,7 +430,7 @@ def work(task: Task) -> dict:
     finally:
         _WORKER["busy"] = False
     return {"ok": True, "frames": stats.frames, "seconds": stats.seconds, "sha256": digest, "size": size,
-            "pid": os.getpid()}
+            "pid": os.getpid(), "damage": stats.damage}
 
 
 def _quit(code: int) -> None:
@@ -658,6 +663,7 @@ class Summary:
     done: int = 0
     skipped: int = 0  # done before this run
     failed: list = dataclasses.field(default_factory=list)  # (input, reason)
+    damaged: list = dataclasses.field(default_factory=list)  # (input, what was lost): done, with a warning
     frames: int = 0  # colorized in this run
     seconds: float = 0.0
     workers: str = ""
@@ -670,7 +676,8 @@ class Summary:
         head = (f"vidcolor: batch into {self.outdir}: {self.done} of {self.files} files done"
                 + (f" ({self.skipped} already before)" if self.skipped else "")
                 + f", {len(self.failed)} failed; {self.frames} frames in {self.seconds:.1f} s ({self.fps:.1f} fps)")
-        return [head] + [f"vidcolor: failed: {src}: {reason}" for src, reason in self.failed]
+        return ([head] + [f"vidcolor: warning: {src}: {what}" for src, what in self.damaged]
+                + [f"vidcolor: failed: {src}: {reason}" for src, reason in self.failed])
 
 
 def _say(cfg: BatchConfig, msg: str) -> None:
@@ -788,7 +795,7 @@ def _run(cfg, items, outdir, manifest, t0, plan_segments, segment_options, join_
             if row["output"] != str(item.dst):
                 with manifest.tx() as db:
                     db.execute("UPDATE files SET output = ? WHERE input = ?", (str(item.dst), item.key))
-            manifest.set_file(item.key, "pending", error=None)
+            manifest.set_file(item.key, "pending", error=None, warning=None)
             todo.append(item)
     for item in items:
         _remove_partials(item.dst)
@@ -898,19 +905,29 @@ def _run(cfg, items, outdir, manifest, t0, plan_segments, segment_options, join_
     def finished(task: Task, result: dict) -> None:
         if result.get("fatal"):
             raise _Stop(result["error"])
+        damage = result.get("damage") if result["ok"] else None
+        if damage:
+            damage = damage.replace(f"{task.src}: ", "", 1)
+            if cfg.strict:
+                result = {"ok": False, "error": f"{damage} (--strict)"}
         if task.segment is None:
             if result["ok"]:
                 manifest.set_file(task.key, "done", frames=result["frames"], seconds=result["seconds"],
-                                  sha256=result["sha256"], size=result["size"], error=None)
+                                  sha256=result["sha256"], size=result["size"], error=None, warning=damage)
+                if damage:
+                    summary.damaged.append((task.src, damage))
                 summary.done += 1
                 summary.frames += result["frames"]
                 finished_files[0] += 1
                 _say(cfg, f"[{finished_files[0]}/{len(items)}] done {task.dst}: {result['frames']} frames "
-                          f"in {result['seconds']:.1f} s")
+                          f"in {result['seconds']:.1f} s" + (f"; warning: {damage}" if damage else ""))
             else:
                 file_failed(task.key, result["error"])
             return
         if result["ok"]:
+            if damage:
+                manifest.set_file(task.key, manifest.file(task.key)["state"], warning=damage)
+                summary.damaged.append((task.src, f"segment {task.segment + 1}: {damage}"))
             manifest.set_segment(task.key, task.segment, "done", frames=result["frames"],
                                  seconds=result["seconds"], sha256=result["sha256"], size=result["size"], error=None)
             summary.frames += result["frames"]

@@ -9,7 +9,7 @@ import signal
 import sys
 
 from . import __version__
-from .errors import Interrupted, InvalidInput, OutputError, VidcolorError
+from .errors import DamagedInput, Interrupted, InvalidInput, OutputError, VidcolorError
 from .models import DEFAULT_MODEL, get_model, list_models
 
 COMMANDS = ("models", "train", "eval", "data", "batch", "convert-weights")
@@ -51,6 +51,8 @@ def _add_encoding_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pix-fmt", help="output pixel format (default yuv420p, or yuv420p10le for >8-bit input)")
     p.add_argument("--start", type=float, metavar="T", help="start at T seconds")
     p.add_argument("--duration", type=float, metavar="T", help="colorize T seconds")
+    p.add_argument("--strict", action="store_true",
+                   help="a damaged input (frames lost in the middle) is an error, not a warning")
 
 
 def _encode_options(args):
@@ -145,6 +147,11 @@ def run_colorize(argv) -> int:
         _say(args, f"wrote {dst}")
     else:
         stats = colorize_video(src, dst, colorizer, _encode_options(args), progress=not args.quiet)
+        if stats.damage and args.strict:
+            raise DamagedInput(f"{stats.damage}; the {stats.frames} frames that decode were written to {dst}")
+        if stats.damage:  # shown even with --quiet: the output lacks frames
+            print(f"vidcolor: warning: {stats.damage}; the {stats.frames} frames that decode were written "
+                  f"(--strict makes this an error)", file=sys.stderr)
         _say(args, f"wrote {dst}: {stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} fps)")
     return 0
 
@@ -307,7 +314,7 @@ def run_batch(argv) -> int:
                       weights=args.weights, device=args.device, dtype=args.dtype, batch=args.batch,
                       saturation=args.saturation, stabilize=args.stabilize, opts=_encode_options(args),
                       ext=args.ext, jobs=args.jobs, ray=args.ray, segments=args.segments,
-                      overwrite=args.overwrite, progress=not args.quiet)
+                      overwrite=args.overwrite, progress=not args.quiet, strict=args.strict)
     try:
         summary = batch(cfg)
     except KeyboardInterrupt as exc:

@@ -70,6 +70,8 @@ class _Warm:
 class Stats:
     frames: int = 0
     seconds: float = 0.0
+    #: what was lost in the middle of a damaged input (one line naming the file), or None.
+    damage: str | None = None
 
     @property
     def fps(self) -> float:
@@ -260,6 +262,9 @@ class VideoJob:
         self.batch = colorizer.runtime.batch
         self.stats = Stats()
         self.truncated: str | None = None
+        # Damage met while decoding: times (s) of undecodable packets, spans with no video packet.
+        self._bad_packets: list[float] = []
+        self._holes: list[tuple[float, float]] = []
 
     # -- stage 1: demux and decode -------------------------------------------------
     def _decode(self, inp, vstream, copies, q_out, stop):
@@ -279,6 +284,11 @@ class VideoJob:
         # Streams whose packets may sit in the file after the last video frame of the window.
         trailing = {i for i, s in copies.items() if s.type in ("audio", "video")}
         decoded, reached, video_done = 0, None, False  # frames passed on; end time of the last one
+        # A hole: consecutive video packets (by dts) further apart than a few frames. Empty packets
+        # count as present: AVI marks dropped frames with them.
+        packets, prev_t = 0, None  # non-empty video packets in the window; dts of the previous one
+        nominal = _frame_seconds(None, vstream)
+        hole = max(0.25, 3 * nominal)
 
         def send(item):
             if held is None:
@@ -287,8 +297,8 @@ class VideoJob:
                 held.append(item)
 
         try:
-            packets = inp.demux()
-            while (packet := next(packets, None)) is not None:
+            demuxed = inp.demux()
+            while (packet := next(demuxed, None)) is not None:
                 if stop.is_set():
                     raise _Stop
                 t = float(packet.pts * packet.time_base) if packet.pts is not None else None
@@ -308,7 +318,21 @@ class VideoJob:
                     if t is not None and t > end + 10:  # no stream should trail the video by that much
                         break
                     continue
-                for frame in vstream.decode(packet):
+                td = float(packet.dts * packet.time_base) if packet.dts is not None else t
+                if td is not None and start - 1e-6 <= td < end:
+                    if prev_t is not None and td - prev_t > hole:
+                        self._holes.append((prev_t + nominal - origin, td - origin))
+                    prev_t = td
+                if packet.size and t is not None and start - 1e-6 <= t < end:
+                    packets += 1
+                try:
+                    frames = vstream.decode(packet)
+                except av.FFmpegError:
+                    # As FFmpeg does: skip the damaged packet, go on with the next.
+                    if t is None or start - 1e-6 <= t < end:
+                        self._bad_packets.append((t if t is not None else reached or start) - origin)
+                    continue
+                for frame in frames:
                     ft = frame.time if frame.time is not None else decoded / float(vstream.guessed_rate or 25)
                     if ft < warm_from - 1e-6:
                         continue
@@ -317,7 +341,10 @@ class VideoJob:
                             # The seek overshot: decode from the beginning instead.
                             held = None
                             inp.seek(vstream.start_time or 0, stream=vstream, backward=True)
-                            packets = inp.demux()
+                            demuxed = inp.demux()
+                            packets, prev_t = 0, None
+                            self._bad_packets.clear()
+                            self._holes.clear()
                             break
                         for item in held:
                             _put(q_out, item, stop)
@@ -339,6 +366,7 @@ class VideoJob:
         if held:
             for item in held:
                 _put(q_out, item, stop)
+        self._missing = max(packets - decoded, sum(round((b - a) / nominal) for a, b in self._holes))
         if not video_done and not self.truncated:
             # A cut file often demuxes without any error: the header's duration tells.
             declared = _declared_end(inp, vstream)
@@ -498,9 +526,23 @@ class VideoJob:
                 w.join()
             finish_output(out, inp, tmp, dst, ok)
         self.stats.seconds = time.perf_counter() - t0
+        self.stats.damage = self._damage_line()
         if self.truncated:
             raise TruncatedInput(f"{self.truncated}; the {self.stats.frames} frames before it were written to {dst}")
         return self.stats
+
+    def _damage_line(self) -> str | None:
+        """One line on what a damaged input lost in the middle, or None."""
+        if not self._bad_packets and not self._holes:
+            return None
+        where = [f"no video from {a:.2f} s to {b:.2f} s" for a, b in self._holes]
+        if self._bad_packets:
+            times = ", ".join(f"{t:.2f}" for t in self._bad_packets[:3]) + (" ..." if len(self._bad_packets) > 3 else "")
+            n = len(self._bad_packets)
+            where.append(f"{n} undecodable packet{'s' if n > 1 else ''} at {times} s")
+        n = max(self._missing, 1)
+        return (f"{self.src}: the video is damaged, about {n} frame{'s are' if n > 1 else ' is'} missing "
+                f"({'; '.join(where)})")
 
     def _encode(self, inp, out, vstream, ostream, copies, lay_box, q_in, stop, workers):
         from tqdm import tqdm

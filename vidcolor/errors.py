@@ -43,3 +43,7 @@ class Interrupted(VidcolorError, KeyboardInterrupt):
 
 class TruncatedInput(InvalidInput):
     """Decoding stopped early; what was decoded before has been written."""
+
+
+class DamagedInput(InvalidInput):
+    """Frames in the middle could not be decoded (an error with --strict); every other frame was written."""
