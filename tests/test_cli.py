@@ -350,9 +350,37 @@ def _wait_for_progress(proc, chunks, timeout=90) -> None:
     raise AssertionError("no progress within the time limit")
 
 
+@pytest.fixture(scope="module")
+def short_video(tmp_path_factory):
+    """Long enough (300 small frames) to be caught running, short enough for the quick suite."""
+    path = tmp_path_factory.mktemp("short") / "short.mkv"
+    return make_video(path, codec="libx264", size=(160, 120), frames=300, rate=25, audio="aac",
+                      options={"preset": "ultrafast"})
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_signal_removes_partial_output_quick(short_video, tmp_path, sig, code):
+    _signal_removes_partial_output(short_video, tmp_path, [sig], code)
+
+
+def test_two_ctrl_c_within_a_tenth_of_a_second_still_clean_up(short_video, tmp_path):
+    """The second Ctrl-C lands in the cleanup of the first: it must not abort it (exit 134,
+    the partial file left, a message saying it was removed)."""
+    _signal_removes_partial_output(short_video, tmp_path, [signal.SIGINT, signal.SIGINT], 130)
+
+
+def test_signals_during_cleanup_quick(short_video, tmp_path):
+    _signal_removes_partial_output(short_video, tmp_path, [signal.SIGTERM, signal.SIGINT, signal.SIGTERM], 143)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
 def test_signal_removes_partial_output(long_video, tmp_path, sig, code):
+    _signal_removes_partial_output(long_video, tmp_path, [sig], code)
+
+
+def _signal_removes_partial_output(video, tmp_path, sigs, code):
+    long_video, sig = video, sigs[0]
     before = sha256(long_video)
     dst = tmp_path / "out.mkv"
     proc, chunks, reader = _start(long_video, dst, tmp_path)
@@ -361,7 +389,10 @@ def test_signal_removes_partial_output(long_video, tmp_path, sig, code):
         # While it runs: only the temporary name exists.
         assert not dst.exists()
         assert len(partials(tmp_path)) == 1
-        proc.send_signal(sig)
+        for i, s in enumerate(sigs):
+            if i:
+                time.sleep(0.03)
+            proc.send_signal(s)
         rc = proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
@@ -370,7 +401,7 @@ def test_signal_removes_partial_output(long_video, tmp_path, sig, code):
     reader.join(timeout=5)
     err = b"".join(chunks).decode(errors="replace")
     assert rc == code, err
-    assert "Traceback" not in err
+    assert "Traceback" not in err and "terminate called" not in err
     assert err.rstrip().splitlines()[-1].endswith(
         f"vidcolor: interrupted ({sig.name}); the partial output was removed")
     assert list(tmp_path.iterdir()) == []

@@ -318,6 +318,7 @@ def run_batch(argv) -> int:
     try:
         summary = batch(cfg)
     except KeyboardInterrupt as exc:
+        _hold_signals()
         signum = exc.args[0] if isinstance(exc, Interrupted) and exc.args else signal.SIGINT
         print(f"vidcolor: interrupted ({signal.Signals(signum).name}); the finished files are kept in "
               f"{args.output}: run the same command again to go on", file=sys.stderr)
@@ -379,10 +380,21 @@ def _on_sigterm(signum, frame):
     raise Interrupted(signum)
 
 
+def _hold_signals() -> None:
+    """Ignore SIGINT and SIGTERM from now on (main restores them when it returns)."""
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) is not None:
+                signal.signal(sig, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        pass
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        previous_int = signal.getsignal(signal.SIGINT)
     except ValueError:  # not the main thread: signals stay with the caller
         previous = None
     run = {"models": run_models, "train": run_train, "eval": run_eval, "data": run_data, "batch": run_batch,
@@ -392,6 +404,7 @@ def main(argv=None) -> int:
             return run[argv[0]](argv[1:])
         return run_colorize(argv)
     except KeyboardInterrupt as exc:  # before VidcolorError: Interrupted is both
+        _hold_signals()  # stopping already: another Ctrl-C must not cut the message short
         signum = exc.args[0] if isinstance(exc, Interrupted) and exc.args else signal.SIGINT
         print(f"vidcolor: interrupted ({signal.Signals(signum).name}); the partial output was removed",
               file=sys.stderr)
@@ -404,6 +417,7 @@ def main(argv=None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, previous_int)
 
 
 if __name__ == "__main__":

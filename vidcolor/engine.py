@@ -14,6 +14,7 @@ import fractions
 import os
 import pathlib
 import queue
+import signal
 import sys
 import threading
 import time
@@ -250,6 +251,43 @@ def _window(opts: EncodeOptions) -> tuple[float, float]:
     if start < 0 or end <= start:
         raise InvalidInput("--start must be >= 0 and --duration > 0")
     return start, end
+
+
+class _OneStop:
+    """SIGINT/SIGTERM stop a job once: the first signal unwinds it as before, and any that come
+    while it cleans up are dropped, so a second Ctrl-C cannot abort the cleanup (and leave the
+    partial output behind). Only in the main thread, where Python runs signal handlers."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.stopping = False
+        self.previous: dict = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                prev = signal.getsignal(sig)
+                if prev in (signal.SIG_IGN, None):
+                    continue  # ignored stays ignored; None: not installed from Python
+                self.previous[sig] = prev
+                signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.stopping:
+            return  # already stopping: the cleanup must finish
+        self.stopping = True
+        prev = self.previous[signum]
+        if callable(prev):
+            prev(signum, frame)
+        else:  # SIG_DFL: end the way the signal would have ended the process
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    def __exit__(self, *exc):
+        for sig, prev in self.previous.items():
+            signal.signal(sig, prev)
 
 
 class VideoJob:
@@ -499,6 +537,7 @@ class VideoJob:
         workers = []
         ok = False
         t0 = time.perf_counter()
+        guard = _OneStop().__enter__()
         try:
             out.metadata.update(inp.metadata)
             chapters = _chapters(inp, *_window(self.opts))
@@ -521,10 +560,14 @@ class VideoJob:
                 raise OutputError(f"{dst}: writing the output failed ({_reason(exc)}) while colorizing {src}") from None
             ok = True
         finally:
-            stop.set()
-            for w in workers:
-                w.join()
-            finish_output(out, inp, tmp, dst, ok)
+            guard.stopping = True  # from here a signal changes nothing: the job ends either way
+            try:
+                stop.set()
+                for w in workers:
+                    w.join()
+                finish_output(out, inp, tmp, dst, ok)
+            finally:
+                guard.__exit__()
         self.stats.seconds = time.perf_counter() - t0
         self.stats.damage = self._damage_line()
         if self.truncated:
