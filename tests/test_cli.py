@@ -516,3 +516,44 @@ def test_damaged_reel_is_colorized_past_the_damage_with_a_warning(capsys, tmp_pa
     lines = err.strip().splitlines()
     assert rc == 1 and len(lines) == 1 and lines[0].startswith(f"vidcolor: error: {src}: the video is damaged")
     assert partials(tmp_path) == []
+
+
+# --------------------------------------------------------------------------
+# poisoned numbers: refused at load time, never painted
+# --------------------------------------------------------------------------
+
+
+def _shipped_state():
+    import safetensors.torch
+
+    from vidcolor.models import DEFAULT_MODEL, get_model
+    from vidcolor.weights import weights_path
+
+    return safetensors.torch.load_file(str(weights_path(get_model(DEFAULT_MODEL), None)))
+
+
+@pytest.mark.parametrize("case", ["nan-weights", "inf-weights", "gain-nan", "gain-1e308", "gain-text",
+                                  "saturation-inf", "saturation-nan"])
+def test_poisoned_numbers_are_refused_before_anything_is_written(capsys, media, tmp_path, case):
+    import safetensors.torch
+
+    src = media("cli.mkv", audio="aac")
+    state, meta, extra = _shipped_state(), {}, []
+    if case.endswith("-weights"):
+        key = next(k for k, v in state.items() if v.is_floating_point() and v.numel() > 1)
+        state[key] = state[key].clone()
+        state[key].view(-1)[0] = float("nan" if case == "nan-weights" else "inf")
+    elif case.startswith("gain"):
+        meta["chroma_gain"] = {"gain-nan": "nan", "gain-1e308": "1e308", "gain-text": "high"}[case]
+    else:
+        extra = ["--saturation", case.split("-")[1]]
+    weights = tmp_path / "w.safetensors"
+    safetensors.torch.save_file(state, str(weights), metadata=meta)
+    out = tmp_path / "out"
+    out.mkdir()
+    rc, stdout, err = vidcolor(capsys, src, "-o", out / "o.mkv", "--weights", weights, *extra, "--quiet")
+    lines = err.strip().splitlines()
+    assert rc == 1 and len(lines) == 1 and "Traceback" not in err, err
+    named = f"--saturation {extra[1]}" if extra else str(weights)
+    assert lines[0].startswith("vidcolor: error: ") and named in lines[0]
+    assert list(out.iterdir()) == []

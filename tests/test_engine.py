@@ -581,3 +581,18 @@ def test_damage_in_the_middle_keeps_every_decodable_frame_and_is_reported(colori
 def test_an_undamaged_variable_frame_rate_video_reports_no_damage(colorizer, media, tmp_path):
     stats = run(colorizer, media("vfr.mkv", vfr=True, frames=14), tmp_path / "out.mkv")
     assert stats.frames == 14 and stats.damage is None
+
+
+def test_a_non_finite_prediction_is_written_as_no_colour(media, tmp_path):
+    """Weights that go NaN at run time (checked finite at load): the chroma written is neutral,
+    inside the legal range, never the code 0 a NaN casts to (a solid green film)."""
+    from vidcolor.colorizer import Colorizer
+
+    poisoned = Colorizer()
+    with torch.no_grad():
+        for p in poisoned.model.parameters():
+            p.fill_(float("nan"))
+    src = media("short.mkv", frames=6)
+    run(poisoned, src, tmp_path / "out.mkv")
+    b = probe(tmp_path / "out.mkv")
+    assert all(np.array_equal(f[k], np.full_like(f[k], 128)) for f in b.planes for k in (1, 2))

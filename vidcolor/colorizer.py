@@ -54,6 +54,10 @@ def fuse_conv_bn(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+#: beyond this every colour is clipped to the gamut's edge anyway.
+MAX_SATURATION = 10.0
+
+
 class Colorizer:
     #: a `vidcolor.temporal.Stabilizer` the predictions go through, frame after frame, or None.
     stabilizer = None
@@ -68,8 +72,9 @@ class Colorizer:
 
     def __init__(self, model: str = "default", weights: str | os.PathLike | None = None,
                  runtime: Runtime = Runtime(), saturation: float = 1.0, hints=None):
-        if not saturation >= 0.0:
-            raise InvalidInput(f"--saturation {saturation}: give 0 (gray) or more (1 keeps the weights' own colour)")
+        if not 0.0 <= saturation <= MAX_SATURATION:  # NaN fails too
+            raise InvalidInput(f"--saturation {saturation}: give a number from 0 (gray) to {MAX_SATURATION:g} "
+                               "(1 keeps the weights' own colour)")
         self.spec = get_model(model)
         self.name = self.spec.name
         self.runtime = runtime
@@ -224,7 +229,9 @@ class Colorizer:
         """Cb, Cr (N,2,h,w) in -0.5..0.5 at the chroma plane's ``size`` for luma ``y`` (N,1,H,W)."""
         y = y.to(self.device, non_blocking=True).float()
         ab = color.resize(self.predict_ab(y, cuts, frames), size)
-        return color.chroma_for_luma(color.resize(y, size, "area"), ab, matrix)
+        cbcr = color.chroma_for_luma(color.resize(y, size, "area"), ab, matrix)
+        # A non-finite prediction (fp16 overflow...) is no colour: neutral there, never NaN codes.
+        return torch.nan_to_num_(cbcr, nan=0.0, posinf=0.0, neginf=0.0)
 
     @torch.inference_mode()
     def colorize_rgb(self, frames: list[np.ndarray]) -> list[np.ndarray]:

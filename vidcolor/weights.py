@@ -7,6 +7,7 @@ checkpoints) only with ``weights_only=True``, which refuses arbitrary objects.
 from __future__ import annotations
 
 import importlib.resources
+import math
 import os
 import pathlib
 
@@ -71,6 +72,11 @@ def load_into(model: torch.nn.Module, path: pathlib.Path, name: str) -> None:
             if keys:
                 parts.append(f"{label}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''} ({len(keys)})")
         raise WeightsError(f"{path}: these are not weights of model {name!r}; " + "; ".join(parts))
+    # A diverged training run saves NaN/inf: refused here, never painted as colour.
+    bad = sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all())
+    if bad:
+        raise WeightsError(f"{path}: {len(bad)} tensors hold NaN or infinite values ({', '.join(bad[:3])}"
+                           f"{' ...' if len(bad) > 3 else ''}); the training diverged: use an earlier checkpoint")
     model.load_state_dict(state, strict=True)
 
 
@@ -113,6 +119,18 @@ def read_metadata(path: pathlib.Path) -> dict[str, str]:
         return f.metadata() or {}
 
 
+#: the largest chroma_gain accepted from a file (`vidcolor train` writes 0..1).
+MAX_CHROMA_GAIN = 10.0
+
+
 def chroma_gain(path: pathlib.Path) -> float:
     """The calibration `vidcolor train` stores with the weights (1 when there is none)."""
-    return float(read_metadata(path).get("chroma_gain", 1.0))
+    text = read_metadata(path).get("chroma_gain", "1")
+    try:
+        gain = float(text)
+    except ValueError:
+        gain = math.nan
+    if not 0.0 <= gain <= MAX_CHROMA_GAIN:  # NaN fails too
+        raise WeightsError(f"{path}: its metadata's chroma_gain {text!r} is not a number from 0 to "
+                           f"{MAX_CHROMA_GAIN:g}; fix or remove it (vidcolor train writes 0..1)")
+    return gain
