@@ -222,7 +222,13 @@ def _setup_bad(case, tmp_path, media):
         return [good, "-o", dst, "--pix-fmt", "rgb24"], "--pix-fmt", good, out
     # options the encoder or torch would only trip over later (a clamp, a traceback, inverted colour)
     options = {"bad-batch": ["--batch", "0"], "bad-crf": ["--crf", "-5"], "bad-preset": ["--preset", "nonsense"],
-               "bad-saturation": ["--saturation", "-1"]}
+               "bad-saturation": ["--saturation", "-1"], "start-nan": ["--start", "nan"],
+               "start-1e308": ["--start", "1e+308"], "duration-nan": ["--duration", "nan"],
+               "preview-0": ["--preview", "0"]}
+    if case == "image-to-mp4":  # a still is written as an image, whatever -o says
+        src = tmp_path / "photo.png"
+        cv2.imwrite(str(src), (texture(0, 48, 64) * 255).astype(np.uint8))
+        return [src, "-o", out / "result.mp4"], out / "result.mp4", src, out
     if case in options:
         flag, value = options[case]
         return [good, "-o", dst, flag, value], f"{flag} {value}", good, out
@@ -232,7 +238,7 @@ def _setup_bad(case, tmp_path, media):
 BAD = ["missing", "text", "zero-bytes", "truncated-mp4", "no-video", "unknown-codec", "not-an-image",
        "output-under-a-file", "output-in-proc", "output-folder-missing", "output-is-input",
        "output-is-input-by-hard-link", "output-exists", "bad-pix-fmt", "bad-batch", "bad-crf", "bad-preset",
-       "bad-saturation"]
+       "bad-saturation", "start-nan", "start-1e308", "duration-nan", "preview-0", "image-to-mp4"]
 
 
 @pytest.mark.parametrize("case", BAD)

@@ -134,10 +134,15 @@ def run_colorize(argv) -> int:
         return 0
     src = pathlib.Path(args.input)
     image = is_image(src)
+    if args.preview is not None and args.preview < 1:
+        raise InvalidInput(f"--preview {args.preview}: give the number of frames for the contact sheet (1 or more)")
     dst = pathlib.Path(args.output) if args.output else default_output(src, bool(args.preview), image)
     if not src.exists():
         raise InvalidInput(f"{src}: no such file; check the path")
     check_output(src, dst, args.overwrite)
+    if (image or args.preview) and not is_image(dst):
+        what = "a contact sheet" if args.preview else "a still image"
+        raise OutputError(f"{dst}: {what} is written as an image; give -o a name ending in .png (or .jpg, .tif)")
     colorizer = _colorizer(args)
     if args.preview:
         n = preview_sheet(src, dst, colorizer, args.preview)

@@ -245,11 +245,18 @@ class _Worker(threading.Thread):
             self.error = exc
 
 
+#: no film lasts longer (31 years); larger times overflow FFmpeg's 64-bit timestamps.
+MAX_SECONDS = 1e9
+
+
 def _window(opts: EncodeOptions) -> tuple[float, float]:
+    for name, value in (("--start", opts.start), ("--duration", opts.duration)):
+        if value is not None and not 0 <= value <= MAX_SECONDS:  # NaN fails too
+            raise InvalidInput(f"{name} {value:g}: give a number of seconds from 0 to {MAX_SECONDS:g}")
     start = opts.start or 0.0
     end = start + opts.duration if opts.duration is not None else float("inf")
-    if start < 0 or end <= start:
-        raise InvalidInput("--start must be >= 0 and --duration > 0")
+    if end <= start:
+        raise InvalidInput("--duration must be > 0")
     return start, end
 
 
