@@ -76,6 +76,30 @@ def _vs_wording(msg: str) -> str:
     return msg.replace("= ", "=")
 
 
+def script_arg(namespace: dict, name: str, default=None):
+    """A ``vspipe -a name=value`` argument of a .vpy script (``globals()``); older VapourSynth passes bytes."""
+    value = namespace.get(name, default)
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def script_source(namespace: dict, script: str) -> str:
+    """The ``src`` argument of a .vpy script as the user meant it.
+
+    vspipe runs a script from the script's own folder, so ``src=film.mkv``
+    would be looked for there; a relative path is taken from the folder vspipe
+    was started in instead ($PWD, which the shell set and vspipe leaves alone).
+    """
+    src = script_arg(namespace, "src")
+    if not src:
+        raise vs.Error(f"{script}: give the video with vspipe -a src=film.mkv")
+    start = os.environ.get("PWD")
+    if not os.path.isabs(src) and start and os.path.exists(os.path.join(start, src)):
+        src = os.path.join(start, src)
+    if not os.path.exists(src):
+        raise vs.Error(f"{script}: src={src}: no such file; give the video's path (relative to where vspipe runs)")
+    return src
+
+
 # --------------------------------------------------------------------------
 # models: loaded once per (model, weights, device, dtype, batch), shared by every call
 # --------------------------------------------------------------------------

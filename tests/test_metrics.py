@@ -427,3 +427,18 @@ def test_evaluate_degraded_against_the_colorizers_own_clean_run(tmp_path):
         evaluate(video, {"x" + CLEAN: exposed}, tmp_path / "r", degrade=OldFilm())
     with pytest.raises(ValueError, match="unknown colorizers: other"):
         evaluate(video, {"sepia": sepia("sepia")}, tmp_path / "r", degrade=OldFilm(), clean={"other": exposed})
+
+
+def test_hue_hits_counts_clearly_coloured_pixels_within_45_degrees():
+    from vidcolor.metrics import hue_hits
+
+    ref = np.zeros((4, 8, 3), np.uint8)
+    ref[:2] = (200, 40, 40)   # red: chroma far above 15
+    ref[2:] = (128, 128, 128)  # gray: not counted
+    same_hue = ref.copy()
+    same_hue[:2] = (150, 80, 80)  # a paler red
+    green = ref.copy()
+    green[:2] = (40, 200, 40)
+    assert hue_hits(ref, same_hue) == (16, 16)
+    assert hue_hits(ref, green) == (0, 16)
+    assert hue_hits(ref, np.full_like(ref, 128)) == (0, 16)  # gray output has no hue

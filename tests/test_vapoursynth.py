@@ -657,9 +657,13 @@ def test_hints_change_only_the_frames_they_name(tmp_path):
 @pytest.mark.parametrize("example,width", [("colorize_film", 96), ("restore_colorize", 96),
                                            ("compare_models", 192)])
 def test_examples(tmp_path, vspipe_env, needs_bs, example, width):
-    src = make_video(tmp_path / "old.mp4", codec="libx264", pix_fmt="yuv420p", size=(96, 64), frames=6)
-    out, _ = vspipe(vspipe_env, EXAMPLES / f"{example}.vpy", "-c", "y4m", "-a", f"src={src}")
-    tokens, frames = read_y4m(out)
+    """As the README runs them: from the user's own folder, the film given by a path relative to it."""
+    make_video(tmp_path / "old.mp4", codec="libx264", pix_fmt="yuv420p", size=(96, 64), frames=6)
+    env = dict(vspipe_env, PWD=str(tmp_path))  # what a shell sets in the folder it runs vspipe from
+    out = subprocess.run(vspipe_command() + ["-c", "y4m", "-a", "src=old.mp4", str(EXAMPLES / f"{example}.vpy"), "-"],
+                         env=env, cwd=tmp_path, capture_output=True)
+    assert out.returncode == 0, out.stderr.decode()
+    tokens, frames = read_y4m(out.stdout)
     assert f"W{width}" in tokens and len(frames) == 6
     assert np.abs(frames[0][1][1].astype(int) - 128).mean() > 0.5
 
@@ -668,3 +672,6 @@ def test_examples_need_a_source(tmp_path, vspipe_env, needs_bs):
     out = subprocess.run(vspipe_command() + [str(EXAMPLES / "colorize_film.vpy"), "-"], env=vspipe_env,
                          capture_output=True)
     assert out.returncode != 0 and b"-a src=" in out.stderr and not out.stdout
+    out = subprocess.run(vspipe_command() + ["-a", "src=nowhere.mkv", str(EXAMPLES / "colorize_film.vpy"), "-"],
+                         env=dict(vspipe_env, PWD=str(tmp_path)), cwd=tmp_path, capture_output=True)
+    assert out.returncode != 0 and b"src=nowhere.mkv: no such file" in out.stderr and not out.stdout

@@ -201,6 +201,10 @@ def run_train(argv) -> int:
                    help="frames taken from each colour video clip in the data folders")
     p.add_argument("--input-damage", type=float, default=TrainConfig.input_damage, metavar="SHARE",
                    help="share of samples (0..1) whose input gets old-film exposure and grain damage")
+    p.add_argument("--freeze-encoder", type=int, default=TrainConfig.freeze_encoder, metavar="STEPS",
+                   help="models on a pretrained encoder: train the decoder alone for this many steps first")
+    p.add_argument("--encoder-lr", type=float, default=TrainConfig.encoder_lr, metavar="SHARE",
+                   help="models on a pretrained encoder: its learning rate as a share of --lr")
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
@@ -209,7 +213,8 @@ def run_train(argv) -> int:
     cfg = TrainConfig(model=args.model, data=tuple(map(pathlib.Path, args.data)), out=pathlib.Path(args.out),
                       steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, seed=args.seed,
                       save_every=args.save_every, resume=args.resume, input_damage=args.input_damage,
-                      frames_per_video=args.frames_per_video, init=args.init)
+                      frames_per_video=args.frames_per_video, init=args.init,
+                      freeze_encoder=args.freeze_encoder, encoder_lr=args.encoder_lr)
     final = train(cfg, Runtime(device=args.device), progress=not args.quiet)
     print(f"wrote {final}", file=sys.stderr)
     return 0

@@ -34,6 +34,7 @@ from vidcolor.metrics import (
     FlickerMeter,
     ab_errors,
     colourfulness,
+    hue_hits,
     gray_baseline,
     psnr,
     ssim,
@@ -59,6 +60,7 @@ _COLUMNS = [
     ("ssim", "SSIM ↑", "{:.4f}"),
     ("ab_auc", "ab-AuC ↑", "{:.4f}"),
     ("colourfulness_ratio", "Colourful. ratio", "{:.3f}"),
+    ("hue_share", "Hue ≤45° ↑", "{:.3f}"),
     ("flicker", "Flicker ab ↓", "{:.3f}"),
     ("flicker_ratio", "Flicker / floor ↓", "{:.2f}"),
     ("cdc", "CDC ↓", "{:.4f}"),
@@ -197,6 +199,7 @@ class _Scores:
         self.ssim: list[float] = []
         self.auc = AucAccumulator(AUC_MAX_THRESHOLD)
         self.colourfulness = 0.0
+        self.hue = [0, 0]
         self.seconds = 0.0
 
     def add(self, ref: np.ndarray, out: np.ndarray) -> None:
@@ -204,6 +207,7 @@ class _Scores:
         self.ssim.append(ssim(ref, out))
         self.auc.add(ab_errors(ref, out))
         self.colourfulness += colourfulness(out)
+        self.hue = [t + h for t, h in zip(self.hue, hue_hits(ref, out))]
 
 
 def _mean(values: list[float]) -> float:
@@ -343,6 +347,7 @@ def evaluate(
                 "ab_auc": s.auc.value(),
                 "colourfulness": cf,
                 "colourfulness_ratio": _ratio(cf, mean_cf),
+                "hue_share": _ratio(*s.hue),
                 "flicker": fl,
                 "flicker_ratio": _ratio(fl, floor),
                 "cdc": _mean(cdc[name]),
@@ -455,6 +460,8 @@ def _markdown_report(result: dict) -> str:
         "- PSNR and SSIM on RGB, means over frames; ab-AuC: fraction of pixels within an ab distance of "
         f"0..{result['settings']['auc_thresholds'][1]} (Zhang et al. 2016), pooled over all frames.\n"
         "- Colourful. ratio: mean Hasler-Süsstrunk colourfulness of the output over the original's.\n"
+        "- Hue ≤45°: share of the original's clearly coloured pixels (Lab chroma > 15) whose output hue is "
+        "within 45 degrees of the original's, pooled over all frames (gray: 0).\n"
         "- Flicker: mean ab difference (CIE Lab units) between each frame and the previous one warped by "
         "optical flow of the original, on pixels where the flow is consistent and the original's own L "
         f"changes by less than {settings['luma_threshold_L']:g} ({valid} of the pixels); the original row is "

@@ -24,6 +24,7 @@ __all__ = [
     "auc_curve",
     "colourfulness",
     "gray_baseline",
+    "hue_hits",
     "luma",
     "psnr",
     "ssim",
@@ -161,6 +162,28 @@ class AucAccumulator:
         if self.total == 0:
             return math.nan
         return float(self.curve().mean())
+
+
+#: Lab chroma above which an original pixel is "clearly coloured" for `hue_hits`.
+HUE_CHROMA = 15.0
+#: the largest hue difference, in degrees, that `hue_hits` counts as right.
+HUE_TOLERANCE = 45.0
+
+
+def hue_hits(ref: np.ndarray, out: np.ndarray) -> tuple[int, int]:
+    """(pixels whose output hue is within 45 degrees of the original's, clearly coloured pixels).
+
+    Counted only where the original's Lab chroma exceeds 15: the hue of a
+    near-grey is noise. An output without colour there (chroma under 1 Lab
+    unit) has no hue and counts as wrong, so gray scores 0.
+    """
+    _check_rgb(ref, out)
+    a, b = to_lab(ref)[:, :, 1:].transpose(2, 0, 1), to_lab(out)[:, :, 1:].transpose(2, 0, 1)
+    coloured = np.hypot(a[0], a[1]) > HUE_CHROMA
+    diff = np.abs(np.arctan2(a[1], a[0]) - np.arctan2(b[1], b[0]))
+    diff = np.degrees(np.minimum(diff, 2 * np.pi - diff))
+    hit = coloured & (diff <= HUE_TOLERANCE) & (np.hypot(b[0], b[1]) >= 1.0)
+    return int(hit.sum()), int(coloured.sum())
 
 
 def colourfulness(rgb: np.ndarray) -> float:

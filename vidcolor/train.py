@@ -51,6 +51,10 @@ class TrainConfig:
     #: weights to start from instead of a random initialisation: a file, or "shipped" for the
     #: model's own (fine-tuning on the user's footage); a resumed run ignores it.
     init: str | None = None
+    #: for a model on a pretrained encoder (`ModelSpec.backbone`): steps with the encoder frozen,
+    #: then its learning rate as a share of ``lr`` (the decoder learns first, the features adapt later).
+    freeze_encoder: int = 0
+    encoder_lr: float = 0.1
 
     def __post_init__(self) -> None:
         # Refused here rather than deep in torch (a zero division at --steps 0, an empty
@@ -63,6 +67,8 @@ class TrainConfig:
             ("save_every", self.save_every >= 1, "give at least 1"),
             ("frames_per_video", self.frames_per_video >= 1, "give at least 1"),
             ("input_damage", 0.0 <= self.input_damage <= 1.0, "give a share between 0 and 1"),
+            ("freeze_encoder", self.freeze_encoder >= 0, "give 0 or more steps"),
+            ("encoder_lr", 0.0 <= self.encoder_lr <= 1.0, "give a share of --lr between 0 and 1"),
         )
         for name, ok, fix in rules:
             if not ok:
@@ -226,10 +232,17 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
         rng = np.random.default_rng([cfg.seed, step])
     elif cfg.init is not None:
         weights.load_into(model, cfg.init_path(), cfg.model)  # zhang2016's bin prior comes with them
-    elif hasattr(model, "set_prior"):
-        model.set_prior(bin_counts(images, model.bins))
-    model.to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        if spec.backbone is not None:
+            from .pretrained import load_imagenet
+
+            load_imagenet(model.encoder, spec.backbone)
+        if hasattr(model, "set_prior"):
+            model.set_prior(bin_counts(images, model.bins))
+    encoder = model.encoder if spec.backbone is not None else None
+    set_mode(model, encoder)
+    model.to(device)
+    opt = torch.optim.AdamW(param_groups(model, encoder, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     # Cosine decay to 5% of the peak, after a short warm-up.
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 100) * (
         0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))))
@@ -240,6 +253,8 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
     meta = {"model": cfg.model, "data": ",".join(map(str, cfg.data)), "images": len(images),
             "crop": cfg.crop, "batch": cfg.batch, "lr": cfg.lr, "device": str(device),
             "torch_threads": torch.get_num_threads(), "input_damage": cfg.input_damage, **init_meta(cfg)}
+    if encoder is not None:
+        meta.update(backbone=spec.backbone, freeze_encoder=cfg.freeze_encoder, encoder_lr=cfg.encoder_lr)
 
     def checkpoint():
         weights.save(model, last, {**meta, "steps": step, "seconds": round(seconds)})
@@ -252,6 +267,8 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
     log = (cfg.out / "log.jsonl").open("a")
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
     while step < cfg.steps:
+        if encoder is not None:
+            encoder.requires_grad_(step >= cfg.freeze_encoder)
         t0 = time.perf_counter()
         l_in, ab = split_lab(random_batch(images, cfg.batch, cfg.crop, rng), damage)
         l_in, ab = l_in.to(device), ab.to(device)
@@ -276,6 +293,25 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
     model.eval()
     return save_final(model, cfg, meta, step, seconds, calibrate_chroma_gain(model, images, cfg.crop, device,
                                                                              seed=cfg.seed))
+
+
+def set_mode(model: torch.nn.Module, encoder: torch.nn.Module | None) -> None:
+    """Training mode, except a pretrained encoder's batch norms: they keep ImageNet's statistics
+    (a batch of 16 small crops would estimate them worse)."""
+    model.train()
+    if encoder is not None:
+        for m in encoder.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.eval()
+
+
+def param_groups(model: torch.nn.Module, encoder: torch.nn.Module | None, cfg: TrainConfig) -> list[dict]:
+    """One group, or the decoder at ``lr`` and a pretrained encoder at ``encoder_lr`` times it."""
+    if encoder is None:
+        return [{"params": list(model.parameters())}]
+    ids = {id(p) for p in encoder.parameters()}
+    return [{"params": [p for p in model.parameters() if id(p) not in ids]},
+            {"params": list(encoder.parameters()), "lr": cfg.lr * cfg.encoder_lr}]
 
 
 def save_final(model, cfg: TrainConfig, meta: dict, step: int, seconds: float, gain: float) -> pathlib.Path:

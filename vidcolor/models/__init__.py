@@ -29,6 +29,8 @@ class ModelSpec:
     weights_hint: str | None = None
     #: takes the previous coloured frame: frames must be given in order (``model.temporal``).
     temporal: bool = False
+    #: the ImageNet encoder training starts from (`vidcolor.pretrained`), or None.
+    backbone: str | None = None
 
 
 _MODELS: dict[str, ModelSpec] = {}
@@ -37,11 +39,11 @@ DEFAULT_MODEL = "iizuka2016"
 
 
 def register_model(name: str, *, working_size: int, weights: str | None, summary: str,
-                   weights_hint: str | None = None, temporal: bool = False):
+                   weights_hint: str | None = None, temporal: bool = False, backbone: str | None = None):
     def wrap(build: Callable[..., torch.nn.Module]):
         if name in _MODELS:
             raise ValueError(f"model {name!r} is registered twice")
-        _MODELS[name] = ModelSpec(name, build, working_size, weights, summary, weights_hint, temporal)
+        _MODELS[name] = ModelSpec(name, build, working_size, weights, summary, weights_hint, temporal, backbone)
         return build
 
     return wrap
@@ -66,3 +68,4 @@ from . import eccv16, siggraph17  # noqa: E402,F401
 from . import cheng2015, iizuka2016, koalarization, larsson2016, semantic_unet  # noqa: E402,F401
 from . import ddcolor  # noqa: E402,F401
 from . import temporal_unet  # noqa: E402,F401
+from . import lite_unet  # noqa: E402,F401
