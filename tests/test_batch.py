@@ -162,6 +162,20 @@ def longer(tmp_path_factory):
     return [clip(root / f"{n}.mkv", frames=40, size=(96, 64)) for n in "abc"]
 
 
+#: the interruption and kill tests: a quick run on two clips (the quick suite), the full one on three.
+SIZES = [pytest.param("quick"), pytest.param("full", marks=pytest.mark.slow)]
+
+
+@pytest.fixture
+def reels(request, longer):
+    return longer if request.param == "full" else longer[:2]
+
+
+def by_name(states: dict, **named) -> dict:
+    """``named`` states for those inputs, pending for the rest."""
+    return {name: named.get(name.split(".")[0], "pending") for name in states}
+
+
 # --------------------------------------------------------------------------
 # inputs, manifest and refusals (no worker needed)
 # --------------------------------------------------------------------------
@@ -436,10 +450,11 @@ def test_disk_refusing_writes_keeps_finished_files(clips, tmp_path):
     assert_colorized(big, out / "big.mkv")
 
 
-@pytest.mark.slow
-def test_driver_killed_then_resumed(longer, tmp_path):
+@pytest.mark.parametrize("reels", SIZES, indirect=True)
+def test_driver_killed_then_resumed(reels, tmp_path):
     """SIGKILL the driver with one file done and one half-written: its worker goes too, and the
     same command finishes the batch without redoing the done file or duplicating anything."""
+    longer = reels
     out = tmp_path / "out"
     args = [*longer, "-o", out, "--jobs", "1", *FFV1]
     proc, chunks = _start(args, tmp_path)
@@ -457,7 +472,7 @@ def test_driver_killed_then_resumed(longer, tmp_path):
     # The orphaned worker notices and stops writing.
     _wait(lambda: not alive(worker), timeout=10, what="the orphaned worker to exit")
     states = {pathlib.Path(k).name: r["state"] for k, r in rows(out).items()}
-    assert states == {"a.mkv": "done", "b.mkv": "running", "c.mkv": "pending"}
+    assert states == by_name(states, a="done", b="running") and len(states) == len(longer)
     before = mtimes([out / "a.mkv"])
     proc = subprocess.run([sys.executable, "-m", "vidcolor", "batch", *map(str, args)], cwd=tmp_path,
                           capture_output=True, text=True, timeout=600)
@@ -480,11 +495,11 @@ def segment_states(outdir) -> list[str]:
         db.close()
 
 
-@pytest.mark.slow
-def test_segments_resume_after_driver_killed(tmp_path):
+@pytest.mark.parametrize("frames", [pytest.param(30, id="quick"), pytest.param(60, id="full", marks=pytest.mark.slow)])
+def test_segments_resume_after_driver_killed(tmp_path, frames):
     """A film in 3 segments; the driver dies during the second: the run after it colorizes
     only the two segments not done, joins, and the film equals the single-process run."""
-    src = clip(tmp_path / "film.mkv", frames=60, size=(96, 64), gop=20, audio="aac")
+    src = clip(tmp_path / "film.mkv", frames=frames, size=(96, 64), gop=frames // 3, audio="aac")
     out = tmp_path / "out"
     args = [src, "-o", out, "--segments", "3", "--jobs", "1", *FFV1]
     proc, chunks = _start(args, tmp_path)
@@ -499,7 +514,7 @@ def test_segments_resume_after_driver_killed(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "vidcolor", "batch", *map(str, args)], cwd=tmp_path,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    assert "1 of 1 files done, 0 failed; 40 frames" in proc.stderr  # segment 1 was not colorized again
+    assert f"1 of 1 files done, 0 failed; {frames * 2 // 3} frames" in proc.stderr  # segment 1 was not colorized again
     single = tmp_path / "single.mkv"
     assert main([str(src), "-o", str(single), "--quiet", *FFV1]) == 0
     a, b = probe(single), probe(out / "film.mkv")
@@ -509,8 +524,9 @@ def test_segments_resume_after_driver_killed(tmp_path):
     assert segment_states(out) == [] and not (out / ".vidcolor-segments").exists()
 
 
-@pytest.mark.slow
-def test_ctrl_c_keeps_what_finished(longer, tmp_path):
+@pytest.mark.parametrize("reels", SIZES, indirect=True)
+def test_ctrl_c_keeps_what_finished(reels, tmp_path):
+    longer = reels
     out = tmp_path / "out"
     args = [*longer, "-o", out, "--jobs", "1", *FFV1]
     proc, chunks = _start(args, tmp_path)
@@ -532,7 +548,7 @@ def test_ctrl_c_keeps_what_finished(longer, tmp_path):
                                             "run the same command again to go on")
     assert not alive(worker) and partials(out) == []
     states = {pathlib.Path(k).name: r["state"] for k, r in rows(out).items()}
-    assert states == {"a.mkv": "done", "b.mkv": "pending", "c.mkv": "pending"}
+    assert states == by_name(states, a="done") and len(states) == len(longer)
     assert_colorized(longer[0], out / "a.mkv")
 
 
@@ -550,12 +566,13 @@ def kill_a_writer(out, what):
     return t, killed
 
 
-@pytest.mark.slow
-def test_pool_worker_killed_mid_file_is_retried(capsys, longer, tmp_path):
+@pytest.mark.parametrize("reels", SIZES, indirect=True)
+def test_pool_worker_killed_mid_file_is_retried(capsys, reels, tmp_path):
     """The pool breaks when a worker dies; the driver starts a new one and hands the file out again."""
+    longer = reels
     out = tmp_path / "out"
     t, killed = kill_a_writer(out, "a worker writing")
-    rc, err = batch(capsys, *longer, "-o", out, "--jobs", "2", *FFV1)
+    rc, err = batch(capsys, *longer, "-o", out, "--jobs", str(len(longer) - 1), *FFV1)
     t.join(5)
     assert rc == 0, err
     assert killed
