@@ -3,8 +3,8 @@
 __version__ = "0.1.0"
 
 from .errors import (  # noqa: E402
-    InvalidInput, OutputError, TruncatedInput, UnknownModel, UnsupportedFormat, VidcolorError, WeightsError,
+    DamagedInput, InvalidInput, OutputError, TruncatedInput, UnknownModel, UnsupportedFormat, VidcolorError, WeightsError,
 )
 
-__all__ = ["InvalidInput", "OutputError", "TruncatedInput", "UnknownModel", "UnsupportedFormat",
+__all__ = ["DamagedInput", "InvalidInput", "OutputError", "TruncatedInput", "UnknownModel", "UnsupportedFormat",
            "VidcolorError", "WeightsError", "__version__"]
