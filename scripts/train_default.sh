@@ -20,5 +20,5 @@ for f in sorted(src.iterdir()):
         os.symlink(f, link)
 PY
 "$VIDCOLOR" train runs/photos/train ${EXTRA:-} --model lite_unet --out runs/lite_unet --steps "$STEPS" \
-    --batch 16 --crop 144 --lr 1e-3 --freeze-encoder 600 --encoder-lr 0.1 --input-damage 0.3 \
+    --batch 16 --crop 144 --lr 1e-3 --freeze-encoder "${FREEZE:-400}" --encoder-lr 0.1 --input-damage 0.3 \
     --save-every 50 --resume --quiet

@@ -111,6 +111,9 @@ def test_models_lists_the_registry(capsys):
     assert "zhang2016" in names and "zhang2016-full" in names
     shipped = next(line for line in lines if line.startswith("zhang2016 "))
     assert "zhang2016.safetensors" in shipped
+    from vidcolor.models import DEFAULT_MODEL
+
+    assert [line.split()[0] for line in lines if line.endswith("(default)")] == [DEFAULT_MODEL]
 
 
 # --------------------------------------------------------------------------

@@ -16,6 +16,7 @@ HEAVY = {"ddcolor-large"}
 def test_model_forward_decode_loss(name, tmp_path):
     spec = get_model(name)
     model = spec.build()
+    assert sum(p.numel() for p in model.parameters()) == spec.params  # the registry's fact is the network's
     torch.manual_seed(0)
     l = torch.rand(2, 1, 64, 48) * 100
     ab_true = (torch.rand(2, 2, 64, 48) - 0.5) * 100

@@ -173,10 +173,10 @@ def run_models(argv) -> int:
     print(f"{'name':<16} {'input':>6} {'params':>9}  weights")
     for name in list_models():
         spec = get_model(name)
-        params = sum(p.numel() for p in spec.build().parameters())
         shipped = spec.weights and (shipped_dir() / spec.weights).is_file()
         where = spec.weights if shipped else "none shipped (--weights FILE)"
-        print(f"{name:<16} {spec.working_size:>6} {params / 1e6:>8.2f}M  {where}")
+        default = "  (default)" if name == DEFAULT_MODEL else ""
+        print(f"{name:<16} {spec.working_size:>6} {spec.params / 1e6:>8.2f}M  {where}{default}")
     return 0
 
 

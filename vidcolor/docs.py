@@ -19,13 +19,12 @@ def models_markdown() -> str:
             "|---|---|---|---|---|---|"]
     for name in list_models():
         spec = get_model(name)
-        params = sum(p.numel() for p in spec.build().parameters())
         shipped = spec.weights is not None and (shipped_dir() / spec.weights).is_file()
         weights = f"shipped: `models/{spec.weights}`" if shipped else "none shipped: `--weights FILE`"
         card = shipped_dir() / f"{name}.md"
         card_link = f"[card](models/{name}.md)" if card.is_file() else ""
         label = f"`{name}` (default)" if name == DEFAULT_MODEL else f"`{name}`"
-        rows.append(f"| {label} | {spec.summary} | {spec.working_size} | {params / 1e6:.2f} M | {weights} | {card_link} |")
+        rows.append(f"| {label} | {spec.summary} | {spec.working_size} | {spec.params / 1e6:.2f} M | {weights} | {card_link} |")
     return "\n".join(rows)
 
 

@@ -22,6 +22,8 @@ class ModelSpec:
     build: Callable[..., torch.nn.Module]
     #: short side of the luminance the network sees; frames keep their aspect.
     working_size: int
+    #: learnable parameters of the built network (a test checks it), so listing models builds none.
+    params: int
     #: file name under models/ of the shipped weights, or None.
     weights: str | None
     summary: str
@@ -38,12 +40,12 @@ _MODELS: dict[str, ModelSpec] = {}
 DEFAULT_MODEL = "iizuka2016"
 
 
-def register_model(name: str, *, working_size: int, weights: str | None, summary: str,
+def register_model(name: str, *, params: int, working_size: int, weights: str | None, summary: str,
                    weights_hint: str | None = None, temporal: bool = False, backbone: str | None = None):
     def wrap(build: Callable[..., torch.nn.Module]):
         if name in _MODELS:
             raise ValueError(f"model {name!r} is registered twice")
-        _MODELS[name] = ModelSpec(name, build, working_size, weights, summary, weights_hint, temporal, backbone)
+        _MODELS[name] = ModelSpec(name, build, working_size, params, weights, summary, weights_hint, temporal, backbone)
         return build
 
     return wrap

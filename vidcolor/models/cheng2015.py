@@ -227,7 +227,7 @@ class Cheng2015(nn.Module):
         self.semantic.load_state_dict(state, strict=True)
 
 
-@register_model("cheng2015", working_size=176, weights="cheng2015.safetensors",
+@register_model("cheng2015", params=1_901_045, working_size=176, weights="cheng2015.safetensors",
                 summary="Cheng et al. 2015: per-pixel MLP on patch + DAISY + semantic (semantic_unet "
                         "segmentation) descriptor, U,V least squares, joint bilateral refinement")
 def cheng2015(**kw) -> Cheng2015:

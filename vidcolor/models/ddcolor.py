@@ -379,14 +379,14 @@ _WHERE = ("the DDColor release of github.com/piddnad/DDColor (its model zoo) or 
           "damo/cv_ddcolor_image-colorization: ")
 
 
-@register_model("ddcolor-tiny", working_size=256, weights=None,
+@register_model("ddcolor-tiny", params=55_006_640, working_size=256, weights=None,
                 summary="Kang et al. 2023, DDColor with ConvNeXt-T, official architecture and checkpoint layout",
                 weights_hint=_WHERE + "ddcolor_paper_tiny.pth")
 def ddcolor_tiny(**kw) -> DDColor:
     return DDColor("convnext-t", **kw)
 
 
-@register_model("ddcolor-large", working_size=256, weights=None,
+@register_model("ddcolor-large", params=227_869_328, working_size=256, weights=None,
                 summary="Kang et al. 2023, DDColor with ConvNeXt-L, official architecture and checkpoint layout",
                 weights_hint=_WHERE + "ddcolor_modelscope.pth, ddcolor_paper.pth or ddcolor_artistic.pth")
 def ddcolor_large(**kw) -> DDColor:

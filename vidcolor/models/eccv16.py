@@ -131,7 +131,7 @@ class ECCV16(nn.Module):
         self.prior.copy_(color.smoothed_prior(counts, self.bins.cpu()).to(self.prior))
 
 
-@register_model("eccv16", working_size=256, weights=None,
+@register_model("eccv16", params=32_236_011, working_size=256, weights=None,
                 summary="Zhang et al. 2016, official architecture and checkpoint layout (plain softmax mean)",
                 weights_hint="the official colorization_release_v2-9b330a0b.pth of github.com/richzhang/colorization: "
                              "https://colorizers.s3.us-east-2.amazonaws.com/colorization_release_v2-9b330a0b.pth")
@@ -139,7 +139,7 @@ def eccv16(**kw) -> ECCV16:
     return ECCV16(**kw)
 
 
-@register_model("eccv16-annealed", working_size=256, weights=None,
+@register_model("eccv16-annealed", params=32_236_011, working_size=256, weights=None,
                 summary="eccv16 decoded with the paper's annealed mean (T = 0.38) instead of the official code's mean",
                 weights_hint="the official colorization_release_v2-9b330a0b.pth of github.com/richzhang/colorization: "
                              "https://colorizers.s3.us-east-2.amazonaws.com/colorization_release_v2-9b330a0b.pth")

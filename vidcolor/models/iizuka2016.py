@@ -174,7 +174,7 @@ class Iizuka2016(nn.Module):
         return loss
 
 
-@register_model("iizuka2016", working_size=224, weights="iizuka2016.safetensors",
+@register_model("iizuka2016", params=2_647_588, working_size=224, weights="iizuka2016.safetensors",
                 summary="Iizuka et al. 2016 (Let there be Color!), 1/4 widths: shared low-level, mid-level, "
                         "224x224 global branch + pseudo-label scene head, fusion, sigmoid ab, MSE")
 def iizuka2016(**kw) -> Iizuka2016:

@@ -93,7 +93,7 @@ class Koalarization(nn.Module):
         return loss
 
 
-@register_model("koalarization", working_size=224, weights="koalarization.safetensors",
+@register_model("koalarization", params=2_790_652, working_size=224, weights="koalarization.safetensors",
                 summary="Deep Koalarization (Baldassarre et al. 2017), 1/4 widths: encoder to H/8, "
                         "replicated global embedding (Iizuka-style branch trained here) fused by 1x1, MSE")
 def koalarization(**kw) -> Koalarization:

@@ -100,7 +100,7 @@ class LiteUNet(nn.Module):
         self.prior.copy_(color.smoothed_prior(counts, self.bins))
 
 
-@register_model("lite_unet", working_size=224, weights="lite_unet.safetensors", backbone="efficientnet-lite0",
+@register_model("lite_unet", params=4_975_368, working_size=224, weights="lite_unet.safetensors", backbone="efficientnet-lite0",
                 summary="U-Net decoder on an ImageNet-pretrained EfficientNet-Lite0 encoder (Apache-2.0 weights), "
                         "ab regression + rebalanced ab-bin classification heads")
 def lite_unet(**kw) -> LiteUNet:

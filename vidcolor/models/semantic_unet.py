@@ -174,7 +174,7 @@ class SemanticUNet(nn.Module):
         self.prior.copy_(color.smoothed_prior(counts, self.bins))
 
 
-@register_model("semantic_unet", working_size=176, weights="semantic_unet.safetensors",
+@register_model("semantic_unet", params=1_886_771, working_size=176, weights="semantic_unet.safetensors",
                 summary="Multi-task U-Net with semantic guides (IEEE Access 2020), base width 16, "
                         "ab-bin classification result + ab regression + pseudo-label segmentation and scene heads")
 def semantic_unet(**kw) -> SemanticUNet:

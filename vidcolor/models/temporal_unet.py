@@ -128,7 +128,7 @@ class PatchDiscriminator(nn.Module):
         return self.net(x)
 
 
-@register_model("temporal_unet", working_size=176, weights="temporal_unet.safetensors", temporal=True,
+@register_model("temporal_unet", params=308_402, working_size=176, weights="temporal_unet.safetensors", temporal=True,
                 summary="Thasarathan et al. 2019, temporally coherent GAN: U-Net generator on L + previous "
                         "frame's ab, PatchGAN, L1 + perceptual + style + adversarial losses")
 def temporal_unet(**kw) -> TemporalUNet:
