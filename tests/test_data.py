@@ -372,3 +372,16 @@ def test_source_lists_are_consistent():
     assert "opencv-doc" not in {s.package for s in D.TRAIN_SOURCES}
     assert {Path(p).name for _, p in D.EVAL_FILES} == {
         "vtest.avi", "tree.avi", "bikes.mp4", "carphone_pristine.mp4"}
+
+
+def test_stellarium_glob_takes_the_photo_strips_only(tmp_path):
+    src = next(s for s in D.TRAIN_SOURCES if s.name == "stellarium")
+    land = tmp_path / "usr/share/stellarium/landscapes"
+    names = {"guereins": ["guereins1.png", "guereins8.png", "guereins8-lgt.png", "guereinsb.png", "fog.png"],
+             "hurricane": ["hurricane3.png", "hurricaneb.png"], "garching": ["garching-gl1.png"]}
+    for d, files in names.items():
+        (land / d).mkdir(parents=True)
+        for f in files:
+            (land / d / f).write_bytes(b"x")
+    got = [p.name for p in D._source_files(src, tmp_path)]
+    assert got == ["guereins1.png", "guereins8.png", "hurricane3.png"]

