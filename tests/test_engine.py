@@ -596,3 +596,49 @@ def test_a_non_finite_prediction_is_written_as_no_colour(media, tmp_path):
     run(poisoned, src, tmp_path / "out.mkv")
     b = probe(tmp_path / "out.mkv")
     assert all(np.array_equal(f[k], np.full_like(f[k], 128)) for f in b.planes for k in (1, 2))
+
+
+# --------------------------------------------------------------------------
+# interlaced video
+# --------------------------------------------------------------------------
+
+
+def _interlaced(path, field_order: int) -> pathlib.Path:
+    """Interlaced H.264 (coded as fields, the stream's field order set), as a broadcast capture."""
+    from conftest import gray_frame
+
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+        vs.codec_context.flags |= av.codec.context.Flags.interlaced_dct
+        vs.codec_context.field_order = field_order
+        for i in range(6):
+            frame = gray_frame(i, 64, 48, "yuv420p")
+            frame.pts = i
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode(None))
+    return path
+
+
+def _field_info(path) -> tuple[int, list[bool]]:
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        return s.codec_context.field_order, [f.interlaced_frame for f in c.decode(s)]
+
+
+@pytest.mark.parametrize("codec", ["libx264", "ffv1"])
+@pytest.mark.parametrize("order", [2, 3], ids=["top-first", "bottom-first"])
+def test_interlaced_video_keeps_its_field_order_and_interlacing(colorizer, tmp_path, codec, order):
+    src = _interlaced(tmp_path / "tape.mkv", order)
+    assert _field_info(src) == (order, [True] * 6)
+    dst = tmp_path / "out.mkv"
+    stats = run(colorizer, src, dst, EncodeOptions(codec=codec))
+    assert stats.frames == 6
+    assert _field_info(dst) == (order, [True] * 6)  # was progressive (1) or unknown (0), frames progressive
+
+
+def test_progressive_video_stays_progressive(colorizer, media, tmp_path):
+    dst = tmp_path / "out.mkv"
+    run(colorizer, media("progressive-x264.mkv", codec="libx264"), dst, EncodeOptions(codec="libx264"))
+    order, flags = _field_info(dst)
+    assert order in (0, 1) and not any(flags)

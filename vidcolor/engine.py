@@ -30,6 +30,7 @@ from .planes import MATRIX_CODES, colorize_codes, default_matrix
 _HD = {"colorspace": 1, "color_primaries": 1, "color_trc": 1}
 _SD = {"colorspace": 6, "color_primaries": 6, "color_trc": 6}
 _RANGE_LIMITED, _RANGE_FULL = 1, 2
+_FIELD_PROGRESSIVE = 1  # AVFieldOrder: 0 unknown, 1 progressive, 2..5 TT, BB, TB, BT
 # Inputs whose samples cover the whole range by nature.
 _FULL_RANGE_FAMILIES = ("gray", "rgb", "bgr", "gbr", "pal8", "argb", "abgr", "rgba", "bgra", "ya", "yuvj")
 
@@ -483,6 +484,12 @@ class VideoJob:
             ctx.time_base = vstream.time_base
         if vstream.sample_aspect_ratio:
             ctx.sample_aspect_ratio = vstream.sample_aspect_ratio
+        # Interlaced stays interlaced: encoders code and flag frames progressive unless told.
+        order = vstream.codec_context.field_order or 0
+        if order > _FIELD_PROGRESSIVE or first.interlaced_frame:
+            ctx.flags |= av.codec.context.Flags.interlaced_dct | av.codec.context.Flags.interlaced_me
+            if order > _FIELD_PROGRESSIVE:
+                ctx.field_order = order
         ctx.color_range = _RANGE_FULL if lay.full_range else _RANGE_LIMITED
         for key, value in lay.tags.items():
             setattr(ctx, key, value)
