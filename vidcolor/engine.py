@@ -20,6 +20,7 @@ import threading
 import time
 
 import av
+import av.logging
 import numpy as np
 
 from .colorizer import Colorizer
@@ -74,6 +75,8 @@ class Stats:
     seconds: float = 0.0
     #: what was lost in the middle of a damaged input (one line naming the file), or None.
     damage: str | None = None
+    #: lines said while running (a pixel format chosen instead of the default...).
+    notes: list = dataclasses.field(default_factory=list)
 
     @property
     def fps(self) -> float:
@@ -134,6 +137,104 @@ def output_pix_fmt(in_fmt: av.VideoFormat, requested: str | None, codec: str | N
     return av.VideoFormat("yuv420p10le" if bits > 8 else "yuv420p")
 
 
+def _subsampling(fmt: av.VideoFormat) -> tuple[int, int]:
+    """(horizontal, vertical) chroma subsampling: (2, 2) for 4:2:0, (1, 1) for 4:4:4."""
+    return 64 // fmt.chroma_width(64), 64 // fmt.chroma_height(64)
+
+
+def _planar_yuv(name: str) -> bool:
+    fmt = av.VideoFormat(name)
+    return name.startswith("yuv") and not name.startswith("yuvj") and fmt.is_planar and len(fmt.components) == 3
+
+
+def encoder_formats(codec: str) -> list[str]:
+    """The pixel formats the encoder says it takes ([] when it does not say)."""
+    try:
+        return [f.name for f in av.Codec(codec, "w").video_formats or ()]
+    except (ValueError, av.FFmpegError):
+        return []
+
+
+def _refusal(codec: str, fmt: av.VideoFormat, width: int, height: int) -> str | None:
+    """Why the encoder will not open at this size and format (its own log line), or None if it opens."""
+    ctx = av.CodecContext.create(codec, "w")
+    ctx.width, ctx.height, ctx.pix_fmt = width, height, fmt.name
+    ctx.time_base, ctx.framerate = fractions.Fraction(1, 25), 25
+    if codec == "libx265":
+        ctx.options = {"x265-params": "log-level=none"}  # x265 logs past FFmpeg's logger
+    level, skip = av.logging.get_level(), av.logging.get_skip_repeated()
+    av.logging.set_level(av.logging.ERROR)  # the logger only captures while it is installed
+    av.logging.set_skip_repeated(False)  # the same refusal as an earlier trial's is still the reason
+    try:
+        with av.logging.Capture() as logs:
+            ctx.open()
+        return None
+    except av.FFmpegError as exc:
+        lines = [msg.strip() for lvl, _, msg in logs if lvl <= av.logging.ERROR and msg.strip()]
+        return lines[-1] if lines else _reason(exc)
+    finally:
+        av.logging.set_level(level)
+        av.logging.set_skip_repeated(skip)
+
+
+def check_pix_fmt(requested: str, codec: str) -> av.VideoFormat:
+    """A --pix-fmt that is planar YUV and that the encoder lists (before any file is touched)."""
+    fmt = output_pix_fmt(av.VideoFormat("yuv420p"), requested)
+    supported = encoder_formats(codec)
+    if supported and fmt.name not in supported:
+        takes = ", ".join(f for f in supported if _planar_yuv(f)) or "no planar YUV format"
+        raise InvalidInput(f"--pix-fmt {requested}: --codec {codec} cannot write it (it takes {takes}); "
+                           "choose one of those or leave --pix-fmt out")
+    return fmt
+
+
+def choose_pix_fmt(in_fmt: av.VideoFormat, requested: str | None, codec: str, width: int, height: int,
+                   name: str = "") -> tuple[av.VideoFormat, str | None]:
+    """The output's pixel format, and one line when it is not the default (the encoder refused that).
+
+    Without --pix-fmt, a format the encoder takes at this size that keeps the most of the
+    source: no fewer bits, then no coarser chroma than the default, then the fewest extra samples
+    (ProRes: yuv422p10le; x264 at an odd size: yuv444p). A --pix-fmt that does not fit is an error.
+    """
+    preferred = output_pix_fmt(in_fmt, requested, codec)
+    supported = encoder_formats(codec)
+    where = f"{name}: " if name else ""
+    if requested:
+        check_pix_fmt(requested, codec)
+        sw, sh = _subsampling(preferred)
+        if (width % sw or height % sh) and (why := _refusal(codec, preferred, width, height)):
+            fits = choose_pix_fmt(in_fmt, None, codec, width, height)[0].name
+            raise InvalidInput(f"{where}--pix-fmt {requested} does not fit --codec {codec} at {width}x{height} "
+                               f"({why}); leave --pix-fmt out to let vidcolor choose, or use {fits}")
+        return preferred, None
+    sw, sh = _subsampling(preferred)
+    if not supported or preferred.name in supported and not (width % sw or height % sh):
+        return preferred, None
+    bits, samples = _bits(preferred), sw * sh
+
+    def cost(f: str):
+        fmt = av.VideoFormat(f)
+        fw, fh = _subsampling(fmt)
+        return max(0, bits - _bits(fmt)), fw * fh > samples, abs(_bits(fmt) - bits), -fw * fh
+
+    candidates = sorted((f for f in supported if _planar_yuv(f) and f != preferred.name), key=cost)
+    if preferred.name in supported:
+        candidates.insert(0, preferred.name)
+    first_why = None
+    for f in candidates:
+        why = _refusal(codec, av.VideoFormat(f), width, height)
+        if why is None:
+            if f == preferred.name:
+                return preferred, None
+            cause = f"cannot write {preferred.name} at {width}x{height} ({first_why})" if first_why \
+                else f"takes no {preferred.name}"
+            return av.VideoFormat(f), (f"vidcolor: {where}--codec {codec} {cause}: writing {f} "
+                                       "(--pix-fmt chooses another)")
+        first_why = first_why or why
+    raise InvalidInput(f"{where}--codec {codec} cannot write a {width}x{height} video in any planar YUV format "
+                       f"it takes ({first_why or 'it lists none'}); use libx264 or ffv1")
+
+
 @dataclasses.dataclass(frozen=True)
 class _FrameLayout:
     """How the decoded frames are turned into the planes we work on."""
@@ -143,6 +244,8 @@ class _FrameLayout:
     matrix: str
     tags: dict
     rgb_input: bool
+    #: one line on why the pixel format is not the default one, or None.
+    note: str | None = None
 
     @property
     def bits(self) -> int:
@@ -154,9 +257,12 @@ class _FrameLayout:
 
 
 def _layout(stream: av.video.stream.VideoStream, first: av.VideoFrame, pix_fmt: str | None,
-            codec: str | None = None) -> _FrameLayout:
+            codec: str | None = None, name: str = "") -> _FrameLayout:
     in_fmt = first.format
-    fmt = output_pix_fmt(in_fmt, pix_fmt, codec)
+    if codec:
+        fmt, note = choose_pix_fmt(in_fmt, pix_fmt, codec, first.width, first.height, name)
+    else:
+        fmt, note = output_pix_fmt(in_fmt, pix_fmt), None
     ctx = stream.codec_context
     full = (first.color_range == _RANGE_FULL or ctx.color_range == _RANGE_FULL
             or (first.color_range != _RANGE_LIMITED and in_fmt.name.startswith(_FULL_RANGE_FAMILIES)))
@@ -168,7 +274,7 @@ def _layout(stream: av.video.stream.VideoStream, first: av.VideoFrame, pix_fmt: 
             tags[key] = value
     matrix = MATRIX_CODES.get(tags["colorspace"], default_matrix(first.height))
     rgb_input = not in_fmt.name.startswith(("yuv", "gray", "ya", "nv", "p0", "p2", "y2"))
-    return _FrameLayout(fmt, full, matrix, tags, rgb_input)
+    return _FrameLayout(fmt, full, matrix, tags, rgb_input, note)
 
 
 def _to_planes(frame: av.VideoFrame, lay: _FrameLayout) -> av.VideoFrame:
@@ -448,7 +554,9 @@ class VideoJob:
                 item = item.frame
             if isinstance(item, av.VideoFrame):
                 if lay_box[0] is None:
-                    lay_box[0] = _layout(self._vstream, item, self.opts.pix_fmt, self.opts.codec)
+                    lay_box[0] = _layout(self._vstream, item, self.opts.pix_fmt, self.opts.codec, str(self.src))
+                    if lay_box[0].note:
+                        self._note(lay_box[0].note)
                 item = _to_planes(item, lay_box[0])
                 frames.append(item)
             if not warm:  # warm-up frames go through the model only
@@ -520,7 +628,7 @@ class VideoJob:
         # Option errors before any file is touched.
         _window(self.opts)
         if self.opts.pix_fmt:
-            output_pix_fmt(av.VideoFormat("yuv420p"), self.opts.pix_fmt)
+            check_pix_fmt(self.opts.pix_fmt, self.opts.codec)
         # A stateful colorizer (--stabilize) must not carry colour over from another video.
         reset = getattr(self.colorizer, "reset", None)
         if reset is not None:
@@ -587,6 +695,14 @@ class VideoJob:
         if self.truncated:
             raise TruncatedInput(f"{self.truncated}; the {self.stats.frames} frames before it were written to {dst}")
         return self.stats
+
+    def _note(self, line: str) -> None:
+        """One line of news on stderr unless quiet (progress off), kept in Stats.notes either way."""
+        self.stats.notes.append(line)
+        if self.progress:
+            from tqdm import tqdm
+
+            tqdm.write(line, file=sys.stderr)
 
     def _damage_line(self) -> str | None:
         """One line on what a damaged input lost in the middle, or None."""
