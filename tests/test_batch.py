@@ -718,3 +718,98 @@ def test_batch_records_a_damaged_input_and_strict_fails_it(capsys, clips, tmp_pa
     assert err.strip().splitlines()[-1].startswith(f"vidcolor: failed: {bad}: the video is damaged")
     assert rows(tmp_path / "strict")[str(bad.resolve())]["state"] == "failed"
     assert rows(tmp_path / "strict")[str(clips[1].resolve())]["state"] == "done"
+
+
+# --------------------------------------------------------------------------
+# a damaged, locked or full manifest; misleading texts; a second Ctrl-C
+# --------------------------------------------------------------------------
+
+
+def _one_line(rc, err) -> str:
+    lines = err.strip().splitlines()
+    assert rc == 1 and len(lines) == 1 and lines[0].startswith("vidcolor: error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.mark.parametrize("case", ["settings-not-json", "settings-a-json-list", "garbage-page"])
+def test_a_damaged_manifest_is_one_line(capsys, tmp_path, case):
+    src = clip(tmp_path / "in" / "a.mkv")
+    out = tmp_path / "out"
+    out.mkdir()
+    m = Manifest(out / MANIFEST)
+    with m.tx() as db:
+        for i in range(200):  # pages enough for garbage to land in one
+            db.execute("INSERT INTO files (input, output, state, updated) VALUES (?, ?, 'pending', 0)",
+                       (f"/x/{i:04d}" * 20, f"/y/{i:04d}" * 20))
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('settings', ?)",
+                   ("{not json" if case == "settings-not-json" else "[1, 2]" if case == "settings-a-json-list" else "{}",))
+    m.close()
+    if case == "garbage-page":
+        data = bytearray((out / MANIFEST).read_bytes())
+        data[4096 * 2:4096 * 3] = np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes()
+        (out / MANIFEST).write_bytes(bytes(data))
+    rc, err = batch(capsys, src, "-o", out, *FFV1)
+    line = _one_line(rc, err)
+    assert str(out / MANIFEST) in line and "remove it" in line
+
+
+def test_a_locked_manifest_is_not_called_damaged(capsys, tmp_path, monkeypatch):
+    src = clip(tmp_path / "in" / "a.mkv")
+    out = tmp_path / "out"
+    out.mkdir()
+    Manifest(out / MANIFEST).close()
+    monkeypatch.setattr(Manifest, "LOCK_WAIT", 0.2)
+    holder = sqlite3.connect(str(out / MANIFEST), isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another program (sqlite3 shell, a backup) holds it
+    try:
+        rc, err = batch(capsys, src, "-o", out, *FFV1)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    line = _one_line(rc, err)
+    assert "in use by another process" in line and "remove it" not in line
+
+
+def test_a_full_manifest_says_full_not_cannot_rollback(tmp_path):
+    m = Manifest(tmp_path / MANIFEST)
+    pages = m.db.execute("PRAGMA page_count").fetchone()[0]
+    m.db.execute(f"PRAGMA max_page_count = {pages + 2}")  # SQLite's own size limit: SQLITE_FULL, as a full disk
+    with pytest.raises(OutputError, match="database or disk is full"):
+        with m.tx() as db:
+            db.execute("INSERT INTO meta VALUES ('big', ?)", ("x" * 1_000_000,))
+    m.close()
+
+
+def test_outdir_that_is_the_input_folder_is_named_as_the_reason(capsys, tmp_path):
+    folder = tmp_path / "reels"
+    clip(folder / "a.mkv")
+    rc, err = batch(capsys, folder, "-o", folder, *FFV1)
+    line = _one_line(rc, err)
+    assert "no video files" not in line and f"inside the output folder {folder}" in line
+
+
+@pytest.mark.parametrize("reels", ["quick"], indirect=True)
+def test_two_ctrl_c_still_stop_the_workers_and_keep_what_finished(reels, tmp_path):
+    """The second Ctrl-C lands in the pool's cleanup of the first: it must not cut it short."""
+    out = tmp_path / "out"
+    proc, chunks = _start([*reels, "-o", out, "--jobs", "1", *FFV1], tmp_path)
+    try:
+        _wait(lambda: (out / "a.mkv").exists() and partial_pid(out) and _state(out, "b.mkv") == "running",
+              proc, chunks, what="a.mkv done, b.mkv begun")
+        worker = partial_pid(out)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.03)
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = b"".join(chunks).decode()
+    assert rc == 130, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (f"vidcolor: interrupted (SIGINT); the finished files are kept in {out}: "
+                                            "run the same command again to go on")
+    assert not alive(worker) and partials(out) == []
+    states = {pathlib.Path(k).name: r["state"] for k, r in rows(out).items()}
+    assert states == by_name(states, a="done") and len(states) == len(reels)

@@ -8,6 +8,7 @@ temporary file behind.
 from __future__ import annotations
 
 import os
+import pathlib
 import re
 import signal
 import subprocess
@@ -566,3 +567,184 @@ def test_poisoned_numbers_are_refused_before_anything_is_written(capsys, media, 
     named = f"--saturation {extra[1]}" if extra else str(weights)
     assert lines[0].startswith("vidcolor: error: ") and named in lines[0]
     assert list(out.iterdir()) == []
+
+
+# --------------------------------------------------------------------------
+# tracebacks where one line is promised; memory the input chooses
+# --------------------------------------------------------------------------
+
+
+def _one_error_line(rc, err, *named):
+    lines = err.strip().splitlines()
+    assert rc == 1 and len(lines) == 1 and lines[0].startswith("vidcolor: error: "), err
+    assert "Traceback" not in err
+    for n in named:
+        assert str(n) in lines[0], err
+    return lines[0]
+
+
+def _huge_png(path, w=20000, h=20000) -> pathlib.Path:
+    """A valid 8-bit gray PNG of w x h black pixels: a few hundred KB on disk, w*h bytes decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    z = zlib.compressobj(9)
+    row = bytes(w + 1)  # filter byte 0 and a row of zeros
+    idat = b"".join(z.compress(row) for _ in range(h)) + z.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("case", ["default-name-over-255-bytes", "path-over-PATH_MAX"])
+def test_names_too_long_are_one_line_errors(capsys, media, tmp_path, case):
+    if case == "default-name-over-255-bytes":
+        src = tmp_path / ("r" * 245 + ".mkv")  # a valid name; its .colorized.mkv is 259 bytes
+        src.write_bytes(media("cli.mkv").read_bytes())
+        rc, _, err = vidcolor(capsys, src, "--quiet")
+        assert "more than the 255" in _one_error_line(rc, err, "-o")
+    else:
+        src = media("cli.mkv")
+        dst = tmp_path.joinpath(*["d" * 200] * 25, "out.mkv")  # 5000+ bytes, each name valid
+        rc, _, err = vidcolor(capsys, src, "-o", dst, "--quiet")
+        _one_error_line(rc, err, "-o")
+    assert partials(tmp_path) == []
+
+
+def test_an_output_name_of_255_bytes_is_written(capsys, media, tmp_path):
+    """The hidden temporary name is cut to fit (it overflowed: `.NAME.partial-PID.mkv`)."""
+    dst = tmp_path / ("n" * 251 + ".mkv")
+    rc, _, err = vidcolor(capsys, media("cli.mkv"), "-o", dst, "--codec", "ffv1", "--quiet")
+    assert rc == 0, err
+    assert len(probe(dst).pts) == 12 and partials(tmp_path) == []
+
+
+def test_a_huge_picture_in_a_small_png_is_refused_before_decoding(capsys, tmp_path, monkeypatch):
+    src = _huge_png(tmp_path / "bomb.png")
+    assert src.stat().st_size < 1_000_000  # decoded, 400 MB (RGB float: 4.8 GB)
+    rc, _, err = vidcolor(capsys, src, "-o", tmp_path / "out.png", "--quiet")
+    line = _one_error_line(rc, err, src, "20000x20000")
+    assert "VIDCOLOR_MAX_PIXELS=400000000" in line
+    assert not (tmp_path / "out.png").exists() and partials(tmp_path) == []
+    # The limit is the user's to raise: a small one refuses an ordinary picture too.
+    small = tmp_path / "small.png"
+    cv2.imwrite(str(small), (texture(0, 48, 64) * 255).astype(np.uint8))
+    monkeypatch.setenv("VIDCOLOR_MAX_PIXELS", "1000")
+    rc, _, err = vidcolor(capsys, small, "-o", tmp_path / "small-out.png", "--quiet")
+    _one_error_line(rc, err, small, "64x48", "1000")
+    monkeypatch.setenv("VIDCOLOR_MAX_PIXELS", "3072")
+    rc, _, err = vidcolor(capsys, small, "-o", tmp_path / "small-out.png", "--quiet")
+    assert rc == 0, err
+
+
+def test_a_video_over_the_pixel_limit_is_refused_before_anything_is_written(capsys, media, tmp_path, monkeypatch):
+    monkeypatch.setenv("VIDCOLOR_MAX_PIXELS", "3000")  # the clip is 64x48 = 3072
+    src = media("cli.mkv")
+    rc, _, err = vidcolor(capsys, src, "-o", tmp_path / "out.mkv", "--quiet")
+    _one_error_line(rc, err, src, "VIDCOLOR_MAX_PIXELS=3072")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_preview_of_a_damaged_file_is_not_a_traceback(capsys, tmp_path):
+    from conftest import damage_middle
+
+    whole = make_video(tmp_path / "w.mp4", codec="ffv1", size=(160, 120), frames=24, rate=24,
+                       container_options={"movflags": "faststart"})
+    src = damage_middle(whole, tmp_path / "bad.mp4", size=whole.stat().st_size // 2)
+    rc, _, err = vidcolor(capsys, src, "--preview", "3", "-o", tmp_path / "sheet.png", "--quiet")
+    assert "Traceback" not in err and rc == 0, err  # the frames that decode (was: InvalidDataError)
+    assert cv2.imread(str(tmp_path / "sheet.png")) is not None
+    garbage = tmp_path / "garbage.mp4"
+    data = bytearray(whole.read_bytes())
+    data[len(data) // 8:] = np.random.default_rng(1).integers(0, 256, len(data) - len(data) // 8,
+                                                             dtype=np.uint8).tobytes()
+    garbage.write_bytes(bytes(data))
+    rc, _, err = vidcolor(capsys, garbage, "--preview", "3", "-o", tmp_path / "sheet2.png", "--quiet")
+    if rc:
+        _one_error_line(rc, err, garbage)
+    assert "Traceback" not in err
+
+
+def test_a_truncated_jpeg_is_reported_as_damaged(capsys, tmp_path):
+    whole = tmp_path / "whole.jpg"
+    cv2.imwrite(str(whole), (texture(0, 240, 320) * 255).astype(np.uint8))
+    src = tmp_path / "cut.jpg"
+    src.write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 3])
+    dst = tmp_path / "out.png"
+    rc, _, err = vidcolor(capsys, src, "-o", dst, "--quiet")
+    lines = [l for l in err.strip().splitlines() if l.startswith("vidcolor")]
+    assert rc == 0 and len(lines) == 1 and lines[0].startswith(f"vidcolor: warning: {src}: the JPEG is truncated")
+    assert dst.exists()
+    rc, _, err = vidcolor(capsys, src, "-o", dst, "--quiet", "--strict", "--overwrite")
+    assert rc == 1 and f"vidcolor: error: {src}: the JPEG is truncated" in err
+    rc, _, err = vidcolor(capsys, whole, "-o", tmp_path / "whole-out.png", "--quiet", "--strict")
+    assert rc == 0 and err == ""
+
+
+def test_torch_warnings_on_a_malicious_pth_are_not_printed(tmp_path):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo owned",))
+
+    bad = tmp_path / "evil.pth"
+    bad.write_bytes(pickle.dumps({"w": Evil()}, protocol=4))  # protocol 4: torch warns before refusing
+    for args in (["convert-weights", bad, tmp_path / "out.safetensors"],
+                 [tmp_path / "x.png", "--weights", bad, "--quiet"]):
+        if args[0] != "convert-weights":
+            cv2.imwrite(str(args[0]), np.zeros((8, 8), np.uint8))
+        r = subprocess.run([sys.executable, "-m", "vidcolor", *map(str, args)], capture_output=True, text=True,
+                           cwd=tmp_path)
+        assert r.returncode == 1 and r.stdout == ""
+        assert r.stderr.strip().splitlines() == [f"vidcolor: error: {bad}: not a readable weights file "
+                                                 "(UnpicklingError); pass a .safetensors or a PyTorch "
+                                                 "state_dict .pth"], r.stderr
+
+
+def test_an_output_made_by_another_program_meanwhile_is_not_replaced(short_video, tmp_path):
+    dst = tmp_path / "out.mkv"
+    proc, chunks, reader = _start(short_video, dst, tmp_path)
+    try:
+        _wait_for_progress(proc, chunks)
+        dst.write_bytes(b"another program's file")  # after vidcolor checked that the name was free
+        rc = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(timeout=5)
+    err = b"".join(chunks).decode(errors="replace")
+    assert rc == 1, err
+    assert err.rstrip().splitlines()[-1].startswith(f"vidcolor: error: {dst}: another program created this file")
+    assert "Traceback" not in err
+    assert dst.read_bytes() == b"another program's file" and partials(tmp_path) == []
+
+
+def test_partials_of_a_killed_run_are_swept_by_the_next(capsys, short_video, tmp_path):
+    dst = tmp_path / "out.mkv"
+    proc, chunks, reader = _start(short_video, dst, tmp_path)
+    try:
+        _wait_for_progress(proc, chunks)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(timeout=5)
+    left = partials(tmp_path)
+    assert left == [f".out.partial-{proc.pid}.mkv"]
+    # The partial of a writer that is still running is its own: left alone.
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        (tmp_path / f".out.partial-{other.pid}.mkv").write_bytes(b"being written")
+        rc, _, err = vidcolor(capsys, short_video, "-o", dst, "--duration", "0.2", "--codec", "ffv1", "--quiet")
+    finally:
+        other.kill()
+        other.wait()
+    assert rc == 0, err
+    assert partials(tmp_path) == [f".out.partial-{other.pid}.mkv"] and len(probe(dst).pts) == 5

@@ -332,3 +332,16 @@ def test_cli_pipe(tmp_path):
         np.testing.assert_array_equal(po[0], pi[0])
     bad = subprocess.run([sys.executable, "-m", "vidcolor", "-", "-o", "-"], input=b"not a video", capture_output=True)
     assert bad.returncode != 0 and not bad.stdout and b"YUV4MPEG2" in bad.stderr
+
+
+@pytest.mark.parametrize("size", ["W1000000000000000 H1000000000000000", "W100000 H100000"])
+def test_a_header_claiming_a_huge_frame_is_one_line_before_any_memory(size, tmp_path):
+    """The header alone chose the memory (1e30 bytes a frame: OverflowError / MemoryError tracebacks)."""
+    data = f"YUV4MPEG2 {size} F25:1 C420jpeg\nFRAME\n".encode() + b"\x80" * 4096
+    r = subprocess.run([sys.executable, "-m", "vidcolor", "-", "-o", "-", "--device", "cpu", "--quiet"],
+                       input=data, capture_output=True, cwd=tmp_path)
+    err = r.stderr.decode()
+    assert r.returncode == 1 and r.stdout == b"", err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vidcolor: error: the y4m stream: its frames are "), err
+    assert "VIDCOLOR_MAX_PIXELS=" in lines[0]

@@ -45,7 +45,7 @@ import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
 
-from .engine import EncodeOptions
+from .engine import EncodeOptions, _OneStop, partials_of
 from .errors import InvalidInput, Interrupted, OutputError, VidcolorError, WeightsError
 
 MANIFEST = "vidcolor-batch.sqlite"
@@ -138,6 +138,7 @@ def collect_inputs(specs, outdir: pathlib.Path, ext: str | None = None) -> list[
     outdir = pathlib.Path(outdir).absolute()
     real_out = outdir.resolve()
     found: list[tuple[pathlib.Path, pathlib.Path]] = []  # (source, path below OUTDIR)
+    skipped_outdir: list[pathlib.Path] = []
 
     def inside_outdir(f: pathlib.Path) -> bool:
         return f.resolve().is_relative_to(real_out)
@@ -148,6 +149,7 @@ def collect_inputs(specs, outdir: pathlib.Path, ext: str | None = None) -> list[
             if _is_hidden(rel) or f.suffix.lower() not in VIDEO_EXTS or not f.is_file():
                 continue
             if inside_outdir(f):  # never our own outputs
+                skipped_outdir.append(f)
                 continue
             found.append((f, rel))
 
@@ -166,6 +168,8 @@ def collect_inputs(specs, outdir: pathlib.Path, ext: str | None = None) -> list[
                     add_folder(m)
                 elif m.is_file() and not inside_outdir(m):
                     found.append((m, pathlib.Path(m.name)))
+                elif m.is_file() and m.suffix.lower() in VIDEO_EXTS:
+                    skipped_outdir.append(m)
         else:
             raise InvalidInput(f"{spec}: no such file or folder; check the path")
     items: list[Item] = []
@@ -196,6 +200,9 @@ def collect_inputs(specs, outdir: pathlib.Path, ext: str | None = None) -> list[
         if st is not None and (st.st_dev, st.st_ino) in inodes:
             raise OutputError(f"{item.dst}: the output would be the input {inodes[st.st_dev, st.st_ino]}; "
                               "choose another folder with -o")
+    if not items and skipped_outdir:
+        raise InvalidInput(f"the videos in {' '.join(map(str, specs))} lie inside the output folder {outdir}, "
+                           "which the batch never reads (its own outputs go there); choose an -o outside them")
     if not items:
         raise InvalidInput(f"no video files in {' '.join(map(str, specs))} "
                            f"(folders are searched for {', '.join(sorted(VIDEO_EXTS))})")
@@ -237,17 +244,28 @@ CREATE TABLE IF NOT EXISTS segments (
 class Manifest:
     """OUTDIR/vidcolor-batch.sqlite; every change is one committed transaction."""
 
+    #: seconds to wait for another process's lock on the manifest
+    LOCK_WAIT = 30.0
+
     def __init__(self, path: pathlib.Path):
         self.path = path
         try:
-            self.db = sqlite3.connect(str(path), isolation_level=None, timeout=30)
+            self.db = sqlite3.connect(str(path), isolation_level=None, timeout=self.LOCK_WAIT)
             self.db.row_factory = sqlite3.Row
             self.db.executescript(_SCHEMA)
             if "warning" not in {r[1] for r in self.db.execute("PRAGMA table_info(files)")}:  # older manifests
                 self.db.execute("ALTER TABLE files ADD COLUMN warning TEXT")
+            # A damaged page is found now, not as a traceback from a later query.
+            check = self.db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError("damaged: " + " ".join(check.split()))
+            self.settings()
         except sqlite3.DatabaseError as exc:
-            raise OutputError(f"{path}: the batch manifest cannot be opened ({exc}); "
-                              "remove it to start the batch afresh, or choose another -o") from None
+            if "locked" in str(exc):  # OperationalError: another process holds it
+                raise OutputError(f"{path}: the batch manifest is in use by another process ({exc}); wait for "
+                                  "it to finish, or choose another -o") from None
+            raise OutputError(f"{path}: the batch manifest cannot be read ({exc}); remove it to start the batch "
+                              "afresh (finished outputs are then redone), or choose another -o") from None
 
     def close(self) -> None:
         self.db.close()
@@ -259,16 +277,28 @@ class Manifest:
             try:
                 yield self.db
             except BaseException:
-                self.db.execute("ROLLBACK")
+                # SQLite has already rolled back after some errors (disk full): rolling back again
+                # would replace the real reason with "cannot rollback - no transaction is active".
+                if self.db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self.db.execute("ROLLBACK")
                 raise
             self.db.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
+        except sqlite3.DatabaseError as exc:
             raise OutputError(f"{self.path}: the batch manifest cannot be written ({exc}); "
                               "what is marked done in it is kept") from None
 
     def settings(self) -> dict | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()
-        return json.loads(row[0]) if row else None
+        if row is None:
+            return None
+        try:
+            settings = json.loads(row[0])
+        except (ValueError, TypeError):
+            settings = None
+        if not isinstance(settings, dict):
+            raise sqlite3.DatabaseError("its settings are not a JSON object")
+        return settings
 
     def set_settings(self, settings: dict) -> None:
         with self.tx() as db:
@@ -360,12 +390,10 @@ def _source_stamp(path) -> str | None:
 
 
 def _remove_partials(dst: pathlib.Path) -> None:
-    """The engine's temporary outputs for ``dst`` (.STEM.partial-PID.EXT) left by killed workers."""
-    try:
-        for p in dst.parent.glob(f".{glob.escape(dst.stem)}.partial-*{glob.escape(dst.suffix)}"):
+    """The engine's temporary outputs for ``dst`` (`engine.partial_path`) left by killed workers."""
+    for p, _ in partials_of(dst):
+        with contextlib.suppress(OSError):
             p.unlink(missing_ok=True)
-    except OSError:
-        pass
 
 
 # --------------------------------------------------------------------------
@@ -742,12 +770,19 @@ def run_batch(cfg: BatchConfig) -> Summary:
         lock.close()
         raise OutputError(f"{outdir}: another `vidcolor batch` is writing into this folder; "
                           "wait for it or choose another -o") from None
-    manifest = Manifest(outdir / MANIFEST)
+    # The first Ctrl-C or SIGTERM stops the batch; later ones are dropped so that the cleanup (workers
+    # stopped, partials removed, the manifest's running files back to pending) always finishes.
+    guard = _OneStop().__enter__()
     try:
-        return _run(cfg, items, outdir, manifest, t0, plan_segments, segment_options, join_segments)
+        manifest = Manifest(outdir / MANIFEST)
+        try:
+            return _run(cfg, items, outdir, manifest, t0, plan_segments, segment_options, join_segments)
+        finally:
+            manifest.close()
     finally:
-        manifest.close()
+        guard.stopping = True
         lock.close()
+        guard.__exit__()
 
 
 def _run(cfg, items, outdir, manifest, t0, plan_segments, segment_options, join_segments) -> Summary:

@@ -91,6 +91,21 @@ def default_output(src: pathlib.Path, preview: bool, image: bool) -> pathlib.Pat
 
 
 def check_output(src: pathlib.Path, dst: pathlib.Path, overwrite: bool) -> None:
+    from .engine import NAME_MAX
+
+    if len(os.fsencode(dst.name)) > NAME_MAX:
+        raise OutputError(f"{dst}: the name is {len(os.fsencode(dst.name))} bytes, more than the {NAME_MAX} a file "
+                          "name may have; give a shorter one with -o")
+    try:
+        _check_output(src, dst, overwrite)
+    except OutputError:
+        raise
+    except OSError as exc:  # ENAMETOOLONG: the whole path is over PATH_MAX
+        raise OutputError(f"{dst}: cannot be used as the output ({exc.strerror or exc}); "
+                          "choose a shorter path with -o") from None
+
+
+def _check_output(src: pathlib.Path, dst: pathlib.Path, overwrite: bool) -> None:
     if dst.exists() and src.exists() and os.path.samefile(src, dst) or dst.resolve() == src.resolve():
         raise OutputError(f"{dst}: the output is the input; choose another name with -o (the input is never overwritten)")
     if dst.is_dir():
@@ -119,7 +134,7 @@ def _colorizer(args):
 
 
 def run_colorize(argv) -> int:
-    from .engine import colorize_video
+    from .engine import colorize_video, sweep_stale_partials
     from .stills import colorize_image, is_image, preview_sheet
 
     args = colorize_parser().parse_args(argv)
@@ -140,25 +155,32 @@ def run_colorize(argv) -> int:
     if not src.exists():
         raise InvalidInput(f"{src}: no such file; check the path")
     check_output(src, dst, args.overwrite)
+    sweep_stale_partials(dst)  # left by an earlier run killed with SIGKILL
     if (image or args.preview) and not is_image(dst):
         what = "a contact sheet" if args.preview else "a still image"
         raise OutputError(f"{dst}: {what} is written as an image; give -o a name ending in .png (or .jpg, .tif)")
     colorizer = _colorizer(args)
     if args.preview:
-        n = preview_sheet(src, dst, colorizer, args.preview)
+        n = preview_sheet(src, dst, colorizer, args.preview, overwrite=args.overwrite)
         _say(args, f"wrote {dst} ({n} frames)")
     elif image:
-        colorize_image(src, dst, colorizer)
+        damage = colorize_image(src, dst, colorizer, overwrite=args.overwrite)
+        _damaged(args, damage, f"the picture was written to {dst}")
         _say(args, f"wrote {dst}")
     else:
-        stats = colorize_video(src, dst, colorizer, _encode_options(args), progress=not args.quiet)
-        if stats.damage and args.strict:
-            raise DamagedInput(f"{stats.damage}; the {stats.frames} frames that decode were written to {dst}")
-        if stats.damage:  # shown even with --quiet: the output lacks frames
-            print(f"vidcolor: warning: {stats.damage}; the {stats.frames} frames that decode were written "
-                  f"(--strict makes this an error)", file=sys.stderr)
+        stats = colorize_video(src, dst, colorizer, _encode_options(args), progress=not args.quiet,
+                               overwrite=args.overwrite)
+        _damaged(args, stats.damage, f"the {stats.frames} frames that decode were written to {dst}")
         _say(args, f"wrote {dst}: {stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} fps)")
     return 0
+
+
+def _damaged(args, damage: str | None, kept: str) -> None:
+    """A damaged input: an error with --strict, else a warning (shown even with --quiet: the output lacks a part)."""
+    if damage and args.strict:
+        raise DamagedInput(f"{damage}; {kept}")
+    if damage:
+        print(f"vidcolor: warning: {damage}; {kept} (--strict makes this an error)", file=sys.stderr)
 
 
 def _say(args, msg: str) -> None:

@@ -56,6 +56,29 @@ def fuse_conv_bn(model: torch.nn.Module) -> torch.nn.Module:
 
 #: beyond this every colour is clipped to the gamut's edge anyway.
 MAX_SATURATION = 10.0
+#: the largest frame colorized, in pixels (61 MP photos, 8K video); VIDCOLOR_MAX_PIXELS changes it.
+MAX_PIXELS = 64_000_000
+#: pixels of the full-resolution chroma step done at once: its memory stays bounded whatever the frame.
+TILE_PIXELS = 1 << 20
+
+
+def max_pixels() -> int:
+    text = os.environ.get("VIDCOLOR_MAX_PIXELS")
+    if text is None:
+        return MAX_PIXELS
+    try:
+        return int(float(text))
+    except (ValueError, OverflowError):
+        raise InvalidInput(f"VIDCOLOR_MAX_PIXELS={text}: give a number of pixels, e.g. 200000000") from None
+
+
+def check_frame_size(width: int, height: int, what) -> None:
+    """Refuse a frame whose size alone would exhaust memory (a tiny PNG or a y4m header can claim any)."""
+    limit = max_pixels()
+    if width * height > limit:
+        raise InvalidInput(f"{what}: its frames are {width}x{height} = {width * height} pixels, more than the "
+                           f"limit of {limit} (memory grows with the size); set VIDCOLOR_MAX_PIXELS="
+                           f"{width * height} to allow it")
 
 
 class Colorizer:
@@ -227,11 +250,37 @@ class Colorizer:
     def chroma(self, y: torch.Tensor, size: tuple[int, int], matrix: str,
                cuts: Sequence[bool] | None = None, frames: Sequence[int] | None = None) -> torch.Tensor:
         """Cb, Cr (N,2,h,w) in -0.5..0.5 at the chroma plane's ``size`` for luma ``y`` (N,1,H,W)."""
+        check_frame_size(y.shape[-1], y.shape[-2], "the input")
         y = y.to(self.device, non_blocking=True).float()
-        ab = color.resize(self.predict_ab(y, cuts, frames), size)
-        cbcr = color.chroma_for_luma(color.resize(y, size, "area"), ab, matrix)
+        ab_small = self.predict_ab(y, cuts, frames)
+        n = step = y.shape[0]
+        while True:  # out of memory: fewer frames at a time, as in `_network`
+            try:
+                cbcr = torch.cat([self._chroma_rows(y[i:i + step], ab_small[i:i + step], size, matrix)
+                                  for i in range(0, n, step)])
+                break
+            except torch.OutOfMemoryError:
+                pass
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            if step == 1:
+                raise OutOfMemory(f"{self.device} ran out of memory for the {size[1]}x{size[0]} chroma of one "
+                                  "frame; free the GPU (other processes hold its memory), or use --device cpu")
+            step //= 2
         # A non-finite prediction (fp16 overflow...) is no colour: neutral there, never NaN codes.
         return torch.nan_to_num_(cbcr, nan=0.0, posinf=0.0, neginf=0.0)
+
+    @staticmethod
+    def _chroma_rows(y: torch.Tensor, ab_small: torch.Tensor, size, matrix: str) -> torch.Tensor:
+        """`color.chroma_for_luma` at the chroma plane's size, in bands of rows: it works per pixel,
+        and its temporaries (a dozen planes) would otherwise grow with the frame."""
+        ab = color.resize(ab_small, size)
+        y = color.resize(y, size, "area")
+        cbcr = torch.empty(y.shape[0], 2, *size, device=y.device)
+        rows = max(1, TILE_PIXELS // size[1])
+        for r in range(0, size[0], rows):
+            cbcr[..., r:r + rows, :] = color.chroma_for_luma(y[..., r:r + rows, :], ab[..., r:r + rows, :], matrix)
+        return cbcr
 
     @torch.inference_mode()
     def colorize_rgb(self, frames: list[np.ndarray]) -> list[np.ndarray]:

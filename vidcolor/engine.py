@@ -10,6 +10,7 @@ in order, and are muxed without re-encoding.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import fractions
 import os
 import pathlib
@@ -23,7 +24,7 @@ import av
 import av.logging
 import numpy as np
 
-from .colorizer import Colorizer
+from .colorizer import Colorizer, check_frame_size
 from .errors import InvalidInput, OutputError, TruncatedInput, UnsupportedFormat
 from .planes import MATRIX_CODES, colorize_codes, default_matrix
 
@@ -408,9 +409,11 @@ class VideoJob:
     """One input video colorized into one output file."""
 
     def __init__(self, src: pathlib.Path, dst: pathlib.Path, colorizer: Colorizer,
-                 opts: EncodeOptions = EncodeOptions(), progress: bool = True):
+                 opts: EncodeOptions = EncodeOptions(), progress: bool = True, overwrite: bool = True):
         self.src, self.dst = pathlib.Path(src), pathlib.Path(dst)
         self.colorizer, self.opts, self.progress = colorizer, opts, progress
+        #: False: never replace a ``dst`` that appears while the job runs (`publish`).
+        self.overwrite = overwrite
         self.batch = colorizer.runtime.batch
         self.stats = Stats()
         self.truncated: str | None = None
@@ -635,9 +638,14 @@ class VideoJob:
             reset()
         inp = open_input(src)
         vstream = inp.streams.video[0]
+        try:
+            check_frame_size(vstream.codec_context.width, vstream.codec_context.height, src)
+        except InvalidInput:
+            inp.close()
+            raise
         vstream.thread_type = "AUTO"
         self._vstream = vstream
-        tmp = dst.with_name(f".{dst.stem}.partial-{os.getpid()}{dst.suffix}")
+        tmp = partial_path(dst)
         created = False
         try:
             # FFmpeg opens the file only when the header is written; create it now so
@@ -687,7 +695,7 @@ class VideoJob:
                 stop.set()
                 for w in workers:
                     w.join()
-                finish_output(out, inp, tmp, dst, ok)
+                finish_output(out, inp, tmp, dst, ok, self.overwrite)
             finally:
                 guard.__exit__()
         self.stats.seconds = time.perf_counter() - t0
@@ -808,7 +816,7 @@ def copy_stream(out, s, copies: dict, src, dst) -> None:
               f"{dst.suffix} and is dropped ({_reason(exc)})", file=sys.stderr)
 
 
-def finish_output(out, inp, tmp: pathlib.Path, dst: pathlib.Path, ok: bool) -> None:
+def finish_output(out, inp, tmp: pathlib.Path, dst: pathlib.Path, ok: bool, overwrite: bool = True) -> None:
     """Close the output (the muxer writes its trailer then) and the input; rename the temporary
     file into place only if everything, the close included, went well, else remove it."""
     try:
@@ -819,10 +827,80 @@ def finish_output(out, inp, tmp: pathlib.Path, dst: pathlib.Path, ok: bool) -> N
             raise OutputError(f"{dst}: the output could not be finished ({_reason(exc)})") from None
     finally:
         inp.close()
-        if ok:
-            os.replace(tmp, dst)
-        else:
+        try:
+            if ok:
+                publish(tmp, dst, overwrite)
+        finally:
             tmp.unlink(missing_ok=True)
+
+
+#: bytes in a file name on Linux, macOS and Windows file systems.
+NAME_MAX = 255
+_PID_DIGITS = 7  # pid_max is at most 4194304
+
+
+def partial_path(dst: pathlib.Path, pid: int | None = None) -> pathlib.Path:
+    """The hidden name ``dst`` is written under (.STEM.partial-PID.EXT), its stem cut to fit NAME_MAX."""
+    dst = pathlib.Path(dst)
+    pid = os.getpid() if pid is None else pid
+    room = NAME_MAX - len(os.fsencode(f"..partial-{'9' * _PID_DIGITS}{dst.suffix}"))
+    stem = os.fsdecode(os.fsencode(dst.stem)[:max(room, 1)])
+    return dst.with_name(f".{stem}.partial-{pid}{dst.suffix}")
+
+
+def partials_of(dst: pathlib.Path) -> list[tuple[pathlib.Path, int]]:
+    """The temporary files of ``dst`` (any writer's) and their writers' process ids."""
+    import glob
+    import re
+
+    dst = pathlib.Path(dst)
+    head, _, _ = partial_path(dst, 0).name.rpartition(".partial-")
+    found = []
+    try:
+        for p in dst.parent.glob(f"{glob.escape(head)}.partial-*{glob.escape(dst.suffix)}"):
+            m = re.fullmatch(r"(\d+)", p.name[len(head) + 9:len(p.name) - len(dst.suffix)])
+            if m:
+                found.append((p, int(m.group(1))))
+    except OSError:
+        pass
+    return found
+
+
+def sweep_stale_partials(dst: pathlib.Path) -> None:
+    """Remove the temporary files of ``dst`` whose writer process is gone (killed by SIGKILL, a crash)."""
+    for p, pid in partials_of(dst):
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+            continue  # alive (or another user's): its file is its own
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue
+        p.unlink(missing_ok=True)
+
+
+def publish(tmp: pathlib.Path, dst: pathlib.Path, overwrite: bool) -> None:
+    """Rename the finished ``tmp`` to ``dst``; without ``overwrite``, never over a file that appeared
+    meanwhile (another program's): a hard link fails if the name exists, a rename would not."""
+    if overwrite:
+        os.replace(tmp, dst)
+        return
+    try:
+        os.link(tmp, dst)
+    except FileExistsError:
+        raise OutputError(f"{dst}: another program created this file while vidcolor was writing; it was left "
+                          "as it is: pass --overwrite to replace it or choose another name with -o") from None
+    except OSError as exc:  # no hard links here (FAT, some network shares): check, then rename
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        if os.path.lexists(dst):
+            raise OutputError(f"{dst}: another program created this file while vidcolor was writing; it was "
+                              "left as it is: pass --overwrite to replace it or choose another name with -o") from None
+        os.rename(tmp, dst)
+        return
+    os.unlink(tmp)
 
 
 def _frame_seconds(frame, vstream) -> float:
@@ -915,5 +993,5 @@ def _expected_seconds(vstream, inp, start: float, end: float, src: pathlib.Path 
 
 
 def colorize_video(src, dst, colorizer: Colorizer, opts: EncodeOptions = EncodeOptions(),
-                   progress: bool = True) -> Stats:
-    return VideoJob(src, dst, colorizer, opts, progress).run()
+                   progress: bool = True, overwrite: bool = True) -> Stats:
+    return VideoJob(src, dst, colorizer, opts, progress, overwrite).run()

@@ -33,7 +33,7 @@ import pathlib
 
 import av
 
-from .engine import EncodeOptions, _chapters, _reason, _window, copy_stream, finish_output, open_input
+from .engine import EncodeOptions, _chapters, _reason, _window, copy_stream, finish_output, open_input, partial_path
 from .errors import InvalidInput, OutputError
 
 
@@ -157,7 +157,7 @@ def join_segments(src, parts: list, dst, opts: EncodeOptions = EncodeOptions()) 
     zero = opts.start or 0.0
     inp = open_input(src)
     segs = []
-    tmp = dst.with_name(f".{dst.stem}.partial-{os.getpid()}{dst.suffix}")
+    tmp = partial_path(dst)
     ok = False
     out = None
     frames = 0

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
 
+import av
 import cv2
 import numpy as np
 
-from .colorizer import Colorizer
-from .engine import open_input, scanned_seconds, video_seconds
+from .colorizer import Colorizer, check_frame_size
+from .engine import _reason, open_input, partial_path, publish, scanned_seconds, video_seconds
 from .errors import InvalidInput, OutputError
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm"}
@@ -19,25 +19,57 @@ def is_image(path: pathlib.Path) -> bool:
     return pathlib.Path(path).suffix.lower() in IMAGE_EXTS
 
 
-def write_image(path: pathlib.Path, bgr: np.ndarray) -> None:
-    """Encode in memory, then write under a temporary name and rename."""
+def write_image(path: pathlib.Path, bgr: np.ndarray, overwrite: bool = True) -> None:
+    """Encode in memory, then write under a temporary name and rename (`engine.publish`)."""
     path = pathlib.Path(path)
     ok, buf = cv2.imencode(path.suffix or ".png", bgr)
     if not ok:
         raise OutputError(f"{path}: OpenCV cannot write this image type; use a .png output")
-    tmp = path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+    tmp = partial_path(path)
     try:
         tmp.write_bytes(buf.tobytes())
-        os.replace(tmp, path)
+        publish(tmp, path, overwrite)
+    except OutputError:
+        raise
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise OutputError(f"{path}: cannot write ({exc.strerror}); choose another folder with -o") from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-def colorize_image(src: pathlib.Path, dst: pathlib.Path, colorizer: Colorizer) -> None:
+def _image_size(src: pathlib.Path) -> tuple[int, int] | None:
+    """Width and height from the image's header, without decoding it (None if PIL cannot tell)."""
+    from PIL import Image
+
+    bomb = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # the limit is ours (check_frame_size), named in our message
+    try:
+        with Image.open(src) as im:
+            return im.size
+    except Exception:  # noqa: BLE001 - not for PIL: OpenCV decides
+        return None
+    finally:
+        Image.MAX_IMAGE_PIXELS = bomb
+
+
+def _truncated_jpeg(src: pathlib.Path) -> bool:
+    """A JPEG cut short: no end-of-image marker after its last scan (OpenCV fills the rest with gray)."""
+    if src.suffix.lower() not in (".jpg", ".jpeg"):
+        return False
+    data = src.read_bytes()
+    return data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")
+
+
+def colorize_image(src: pathlib.Path, dst: pathlib.Path, colorizer: Colorizer, overwrite: bool = True) -> str | None:
+    """Colorize a still; returns one line on damage (a truncated JPEG, its lost part gray), else None."""
     src = pathlib.Path(src)
     if not src.is_file():
         raise InvalidInput(f"{src}: no such file; check the path")
+    size = _image_size(src)
+    if size is not None:
+        check_frame_size(*size, src)  # before decoding: a 431 KB PNG can hold 20000x20000
+    damage = f"{src}: the JPEG is truncated (its end is missing): the lower part of the picture is gray" \
+        if _truncated_jpeg(src) else None
     img = cv2.imread(str(src), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise InvalidInput(f"{src}: not an image OpenCV can read; give a PNG, JPEG, TIFF or WebP file")
@@ -51,8 +83,8 @@ def colorize_image(src: pathlib.Path, dst: pathlib.Path, colorizer: Colorizer) -
         from .official import colorize_bgr
 
         out = colorize_bgr(colorizer.model, img)
-        write_image(dst, out if alpha is None else np.concatenate([out, alpha], axis=2))
-        return
+        write_image(dst, out if alpha is None else np.concatenate([out, alpha], axis=2), overwrite)
+        return damage
     if img.ndim == 2:
         rgb = np.repeat(img[..., None], 3, axis=2)
     else:
@@ -60,18 +92,22 @@ def colorize_image(src: pathlib.Path, dst: pathlib.Path, colorizer: Colorizer) -
     out = cv2.cvtColor(colorizer.colorize_rgb([rgb])[0], cv2.COLOR_RGB2BGR)
     if alpha is not None:
         out = np.concatenate([out, alpha], axis=2)
-    write_image(dst, out)
+    write_image(dst, out, overwrite)
+    return damage
 
 
 def preview_sheet(src: pathlib.Path, dst: pathlib.Path, colorizer: Colorizer, count: int,
-                  width: int = 480) -> int:
-    """A PNG of ``count`` evenly spaced frames: the grayscale input beside the colour output."""
+                  width: int = 480, overwrite: bool = True) -> int:
+    """A PNG of ``count`` evenly spaced frames: the grayscale input beside the colour output.
+    Frames that do not decode (a damaged file) are left out, as the engine skips them."""
     if count < 1:
         raise InvalidInput("--preview N needs N >= 1")
     rows = []
+    failure = None
     with open_input(src) as inp:
         stream = inp.streams.video[0]
         stream.thread_type = "AUTO"
+        check_frame_size(stream.codec_context.width, stream.codec_context.height, src)
         duration = video_seconds(inp, stream)
         # No length in the header (or a guessed one: a bare elementary stream, which FFmpeg would
         # seek by the guessed bit rate): one pass over the packets for the length, then the frames
@@ -82,15 +118,19 @@ def preview_sheet(src: pathlib.Path, dst: pathlib.Path, colorizer: Colorizer, co
         origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
         for i in range(count):
             t = origin + duration * (i + 0.5) / count
-            if duration and not sequential:
-                inp.seek(int(t / stream.time_base), stream=stream, backward=True)
             frame = None
-            for frame in inp.decode(stream):
-                if frame.time is None or frame.time >= t - 1e-3:
-                    break
-            if frame is None:
+            try:
+                if duration and not sequential:
+                    inp.seek(int(t / stream.time_base), stream=stream, backward=True)
+                for frame in inp.decode(stream):
+                    if frame.time is None or frame.time >= t - 1e-3:
+                        break
+                rgb = frame.to_ndarray(format="rgb24") if frame is not None else None
+            except av.FFmpegError as exc:
+                failure = _reason(exc)
                 continue
-            rgb = frame.to_ndarray(format="rgb24")
+            if rgb is None:
+                continue
             h, w = rgb.shape[:2]
             size = (width, max(2, round(h * width / w)))
             color_rgb = colorizer.colorize_rgb([rgb])[0]
@@ -100,6 +140,7 @@ def preview_sheet(src: pathlib.Path, dst: pathlib.Path, colorizer: Colorizer, co
             if not duration:
                 break
     if not rows:
-        raise InvalidInput(f"{src}: no frame could be decoded for the preview")
-    write_image(dst, cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR))
+        raise InvalidInput(f"{src}: no frame could be decoded for the preview"
+                           + (f" ({failure}); check that the file is complete and not damaged" if failure else ""))
+    write_image(dst, cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR), overwrite)
     return len(rows)

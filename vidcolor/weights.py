@@ -10,6 +10,7 @@ import importlib.resources
 import math
 import os
 import pathlib
+import warnings
 
 import safetensors.torch
 import torch
@@ -34,7 +35,9 @@ def read_state_dict(path: pathlib.Path) -> dict[str, torch.Tensor]:
     try:
         if path.suffix == ".safetensors":
             return safetensors.torch.load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's remarks on a file it then refuses: the error says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any parse failure means the same thing to the user
         raise WeightsError(f"{path}: not a readable weights file ({exc.__class__.__name__}); "
                            "pass a .safetensors or a PyTorch state_dict .pth") from None

@@ -160,7 +160,10 @@ def colorize_y4m(infile: BinaryIO, outfile: BinaryIO, colorizer, *, progress: bo
     """
     from tqdm import tqdm
 
+    from .colorizer import check_frame_size
+
     head = read_header(infile)
+    check_frame_size(head.width, head.height, "the y4m stream")  # before a frame's worth of memory is asked for
     fmt, out_fmt = head.fmt, head.fmt.output()
     w, h, bits = head.width, head.height, fmt.bits
     dtype = np.dtype(code_dtype(bits)).newbyteorder("<")
