@@ -565,19 +565,22 @@ def _per_block(c: vs.VideoNode, batch: int, n: int) -> vs.VideoNode:
     return c[:n]
 
 
+def _every(c: vs.VideoNode, batch: int, offset: int) -> vs.VideoNode:
+    """Frames offset, offset + batch, ... of ``c`` (SelectEvery refuses a cycle of 1)."""
+    return c[offset:] if batch == 1 else c.std.SelectEvery(cycle=batch, offsets=offset, modify_duration=False)
+
+
 def _block_clips(src: vs.VideoNode, batch: int) -> list[vs.VideoNode]:
     """Clip i shows, at frame n, source frame n // batch * batch + i (the last frame past the end)."""
     n = src.num_frames
-    return [_per_block(src.std.SelectEvery(cycle=batch, offsets=i, modify_duration=False), batch, n)
-            for i in range(min(batch, n))]
+    return [_per_block(_every(src, batch, i), batch, n) for i in range(min(batch, n))]
 
 
 def _history_clips(src: vs.VideoNode, batch: int, history: int) -> list[vs.VideoNode]:
     """Clip j shows, at frame n, source frame s - history + j with s = n // batch * batch (frame 0 before the start)."""
     n = src.num_frames
     padded = src[0] * history + src
-    return [_per_block(padded[j:].std.SelectEvery(cycle=batch, offsets=0, modify_duration=False), batch, n)
-            for j in range(history)]
+    return [_per_block(_every(padded[j:], batch, 0), batch, n) for j in range(history)]
 
 
 def _temporal_window(temporal) -> int:

@@ -675,3 +675,11 @@ def test_examples_need_a_source(tmp_path, vspipe_env, needs_bs):
     out = subprocess.run(vspipe_command() + ["-a", "src=nowhere.mkv", str(EXAMPLES / "colorize_film.vpy"), "-"],
                          env=dict(vspipe_env, PWD=str(tmp_path)), cwd=tmp_path, capture_output=True)
     assert out.returncode != 0 and b"src=nowhere.mkv: no such file" in out.stderr and not out.stdout
+
+
+def test_batch_of_one_frame():
+    """batch=1 (SelectEvery refuses a cycle of 1): frame by frame, the same colour as in blocks of 4."""
+    clip = in_format(core.get_video_format(vs.YUV420P8))
+    one, four = colorize(clip, batch=1), colorize(clip, batch=4)
+    for n in range(clip.num_frames):
+        np.testing.assert_allclose(planes(one.get_frame(n))[1], planes(four.get_frame(n))[1], atol=1)
