@@ -17,25 +17,31 @@ A grayscale (``Cmono*``) stream has no chroma planes to fill, so it comes out
 as 4:2:0 of the same bit depth (``C420jpeg`` for 8 bits, ``C420pN`` above):
 what every encoder takes, with the luma kept exact. ffmpeg tags gray as full
 range (``XCOLORRANGE=FULL``); a mono stream without the tag is read as full
-range too, and the output gets ``XCOLORRANGE=FULL`` so that readers decode its
-luma as the input's. A YUV stream without the tag is limited range, the
-YUV4MPEG2 default, and its header is left as it was.
+range too. A YUV stream without the tag is limited range, the YUV4MPEG2
+default. The output always says which range its chroma was written for
+(``XCOLORRANGE=LIMITED`` or ``FULL``, as FFmpeg's muxer writes it and its
+demuxer reads it), so readers decode it as it was meant.
 
 The matrix of the new chroma is BT.709 for frames of 720 lines and more,
-BT.601 below, as the CLI engine assumes for untagged video (y4m carries no
-matrix tag).
+BT.601 below, as the CLI engine assumes for untagged video. No tag says so:
+FFmpeg's yuv4mpeg muxer (libavformat/yuv4mpegenc.c) writes no matrix, only
+XCOLORRANGE, and players give untagged video the same rule by height.
+Reading, writing and the model run in three threads, as in file mode.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import queue
 import re
+import sys
+import threading
 from typing import BinaryIO
 
 import numpy as np
 
 from .errors import InvalidInput, TruncatedInput, UnsupportedFormat
-from .planes import code_dtype, colorize_codes, default_matrix
+from .planes import code_dtype, colorize_codes, default_matrix, has_colour
 
 MAGIC = b"YUV4MPEG2"
 _HEADER_LIMIT = 4096
@@ -119,14 +125,15 @@ class Y4MHeader:
         return cls(tokens, width, height, fmt, full)
 
     def output_line(self) -> bytes:
-        """The header to write: the input's, with C (and XYSCSS) changed for mono input."""
+        """The header to write: the input's, with C (and XYSCSS) changed for mono input and
+        XCOLORRANGE added where the input had none."""
         tokens = list(self.tokens)
         if self.fmt.mono:
             out = self.fmt.output()
             tokens = [f"C{out.tag}" if t.startswith("C") else
                       f"XYSCSS={out.tag.upper()}" if t.startswith("XYSCSS=") else t for t in tokens]
-            if not any(t.startswith("XCOLORRANGE=") for t in tokens):
-                tokens.append("XCOLORRANGE=FULL" if self.full_range else "XCOLORRANGE=LIMITED")
+        if not any(t.startswith("XCOLORRANGE=") for t in tokens):  # the range the chroma was written for
+            tokens.append("XCOLORRANGE=FULL" if self.full_range else "XCOLORRANGE=LIMITED")
         return " ".join([MAGIC.decode()] + tokens).encode("ascii") + b"\n"
 
 
@@ -151,8 +158,12 @@ def _read_exact(infile: BinaryIO, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def colorize_y4m(infile: BinaryIO, outfile: BinaryIO, colorizer, *, progress: bool = False) -> int:
+def colorize_y4m(infile: BinaryIO, outfile: BinaryIO, colorizer, *, progress: bool = False,
+                 keep_colour: bool = False) -> int:
     """Colorize the YUV4MPEG2 stream ``infile`` into ``outfile``; returns the number of frames.
+
+    ``progress`` also allows the lines on stderr (what runs, an input that has colour);
+    ``keep_colour``: frames that have colour of their own keep it.
 
     Raises ``InvalidInput`` for a stream that is not y4m, ``UnsupportedFormat``
     for a colour space it cannot hold, and ``TruncatedInput`` (after writing
@@ -161,6 +172,7 @@ def colorize_y4m(infile: BinaryIO, outfile: BinaryIO, colorizer, *, progress: bo
     from tqdm import tqdm
 
     from .colorizer import check_frame_size
+    from .engine import _END, QUEUE_FRAMES, _get, _put, _Worker
 
     head = read_header(infile)
     check_frame_size(head.width, head.height, "the y4m stream")  # before a frame's worth of memory is asked for
@@ -179,47 +191,97 @@ def colorize_y4m(infile: BinaryIO, outfile: BinaryIO, colorizer, *, progress: bo
     matrix = default_matrix(h)
     batch = max(1, int(getattr(colorizer.runtime, "batch", 8) or 1))
 
-    outfile.write(head.output_line())
-    bar = tqdm(disable=not progress, unit="frame", dynamic_ncols=True, desc="y4m", leave=False)
-    pending: list[tuple[bytes, bytes]] = []
-    done = 0
+    # The engine's three stages, as in file mode: a reader thread, the model in batches in another,
+    # writing here; the pipe's other ends (ffmpeg decoding and encoding) keep running meanwhile.
+    stop = threading.Event()
+    q_read: queue.Queue = queue.Queue(maxsize=QUEUE_FRAMES * batch)
+    q_done: queue.Queue = queue.Queue(maxsize=QUEUE_FRAMES)
 
-    def flush():
-        nonlocal done
-        if not pending:
-            return
-        y = np.stack([np.frombuffer(data, dtype, w * h).reshape(h, w) for _, data in pending])
-        codes = colorize_codes(colorizer, y, chroma_size, bits, head.full_range, matrix).astype(dtype, copy=False)
-        for (line, data), c in zip(pending, codes):
-            outfile.write(line)
-            outfile.write(data[:luma_bytes])
-            outfile.write(c.tobytes())
-            if alpha_bytes:
-                outfile.write(data[luma_bytes + chroma_bytes:])
-        outfile.flush()
-        done += len(pending)
-        bar.update(len(pending))
-        pending.clear()
-
-    try:
+    def read():
+        n = 0
         while True:
             line = infile.readline(_FRAME_LIMIT)
             if not line:
                 break
             if not line.startswith(b"FRAME") or not line.endswith(b"\n") or line[5:6] not in (b"\n", b" "):
-                flush()
-                raise InvalidInput(f"y4m frame {done + len(pending)} does not start with a FRAME line "
-                                   f"(found {line[:16]!r}): the stream is corrupt or its header's size "
-                                   f"or C tag is wrong")
+                _put(q_read, InvalidInput(f"y4m frame {n} does not start with a FRAME line (found {line[:16]!r}): "
+                                          "the stream is corrupt or its header's size or C tag is wrong"), stop)
+                return
             data = _read_exact(infile, frame_bytes)
             if len(data) < frame_bytes:
-                flush()
-                raise TruncatedInput(f"the y4m stream ends inside frame {done} ({len(data)} of {frame_bytes} "
-                                     f"bytes); the {done} frames before it were written")
-            pending.append((line, data))
-            if len(pending) >= batch:
-                flush()
-        flush()
+                _put(q_read, TruncatedInput(f"the y4m stream ends inside frame {n} ({len(data)} of {frame_bytes} "
+                                            f"bytes); the {n} frames before it were written"), stop)
+                return
+            _put(q_read, (line, data), stop)
+            n += 1
+        _put(q_read, _END, stop)
+
+    def infer():
+        pending: list[tuple[bytes, bytes]] = []
+        while True:
+            item = _get(q_read, stop)
+            if isinstance(item, tuple):
+                pending.append(item)
+                if len(pending) < batch:
+                    continue
+            if pending:
+                chroma = [data[luma_bytes:luma_bytes + chroma_bytes] for _, data in pending]
+                coloured = [bool(c) and has_colour(*np.frombuffer(c, dtype).reshape(2, *chroma_size), bits)
+                            for c in chroma]
+                todo = [i for i, c in enumerate(coloured) if not (keep_colour and c)]
+                if todo:
+                    y = np.stack([np.frombuffer(pending[i][1], dtype, w * h).reshape(h, w) for i in todo])
+                    codes = colorize_codes(colorizer, y, chroma_size, bits, head.full_range, matrix)
+                    for i, c in zip(todo, codes.astype(dtype, copy=False)):
+                        chroma[i] = c.tobytes()
+                _put(q_done, (pending, chroma, any(coloured)), stop)
+                pending = []
+            if not isinstance(item, tuple):  # the end, or the reader's error after every frame before it
+                _put(q_done, item, stop)
+                return
+
+    def say(line: str) -> None:
+        if progress:
+            tqdm.write(line, file=sys.stderr)
+
+    if hasattr(colorizer, "summary"):
+        say(colorizer.summary)
+    outfile.write(head.output_line())
+    bar = tqdm(disable=not progress, unit="frame", dynamic_ncols=True, desc="y4m", leave=False)
+    workers = [_Worker(read, "vidcolor-y4m-read"), _Worker(infer, "vidcolor-model")]
+    done, said = 0, False
+    try:
+        for worker in workers:
+            worker.start()
+        while True:
+            try:
+                item = q_done.get(timeout=0.2)
+            except queue.Empty:
+                for worker in workers:
+                    if worker.error is not None:
+                        raise worker.error
+                continue
+            if item is _END:
+                break
+            if isinstance(item, Exception):
+                raise item
+            pending, chroma, coloured = item
+            if coloured and not said:
+                said = True
+                say("vidcolor: the input already has colour: the frames that have it keep their own (--keep-colour)"
+                    if keep_colour else "vidcolor: warning: the input already has colour (its chroma is far from "
+                    "neutral); it is replaced by the model's (--keep-colour keeps it)")
+            for (line, data), c in zip(pending, chroma):
+                outfile.write(line)
+                outfile.write(data[:luma_bytes])
+                outfile.write(c)
+                if alpha_bytes:
+                    outfile.write(data[luma_bytes + chroma_bytes:])
+            outfile.flush()
+            done += len(pending)
+            bar.update(len(pending))
     finally:
+        stop.set()
+        workers[1].join()  # the reader may sit in a blocking read of the pipe: a daemon, not waited for
         bar.close()
     return done
