@@ -408,6 +408,8 @@ class Task:
     src: str
     dst: str
     opts: EncodeOptions
+    #: the engine's progress bar (and notes) on the worker's stderr: one worker only, or bars collide.
+    progress: bool = False
 
     @property
     def label(self) -> str:
@@ -441,13 +443,15 @@ def _load(spec: WorkerSpec) -> None:
 
 def work(task: Task) -> dict:
     """Colorize one file or segment with this process's model; errors come back as values."""
-    from .engine import colorize_video
+    from .engine import VideoJob
 
     if _WORKER["error"]:
         return {"ok": False, "fatal": True, "error": f"loading the model failed: {_WORKER['error']}"}
     _WORKER["busy"] = True
     try:
-        stats = colorize_video(task.src, task.dst, _WORKER["colorizer"], task.opts, progress=False)
+        job = VideoJob(task.src, task.dst, _WORKER["colorizer"], task.opts, progress=task.progress)
+        job.announce = False  # the model's line once per batch would do; not once per file
+        stats = job.run()
         digest, size = sha256_file(task.dst)
     except Interrupted:
         # SIGTERM from the driver or the pool: the engine has removed its temporary
@@ -708,6 +712,11 @@ class Summary:
                 + [f"vidcolor: failed: {src}: {reason}" for src, reason in self.failed])
 
 
+def plural(n: int, noun: str) -> str:
+    """``1 task``, ``2 tasks``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _say(cfg: BatchConfig, msg: str) -> None:
     if cfg.progress:
         print(f"vidcolor: {msg}", file=sys.stderr, flush=True)
@@ -748,6 +757,25 @@ def _prepare_outdir(outdir: pathlib.Path) -> None:
                           "choose another folder with -o") from None
 
 
+def _take_lock(path: pathlib.Path):
+    """The batch folder's lock, held open. A run that ends removes the file while holding it, so a
+    lock taken on a file that has just been removed is taken again on the new one."""
+    while True:
+        lock = open(path, "a+")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            raise OutputError(f"{path.parent}: another `vidcolor batch` is writing into this folder; "
+                              "wait for it or choose another -o") from None
+        try:
+            if os.stat(path).st_ino == os.fstat(lock.fileno()).st_ino:
+                return lock
+        except FileNotFoundError:
+            pass
+        lock.close()
+
+
 def run_batch(cfg: BatchConfig) -> Summary:
     """Colorize every input into cfg.outdir, resuming what an earlier run of the same batch began."""
     from .segments import join_segments, plan_segments, segment_options
@@ -763,13 +791,7 @@ def run_batch(cfg: BatchConfig) -> Summary:
     items = collect_inputs(cfg.inputs, outdir, cfg.ext)
     _check_model(cfg)
     _prepare_outdir(outdir)
-    lock = open(outdir / LOCK, "a+")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        lock.close()
-        raise OutputError(f"{outdir}: another `vidcolor batch` is writing into this folder; "
-                          "wait for it or choose another -o") from None
+    lock = _take_lock(outdir / LOCK)
     # The first Ctrl-C or SIGTERM stops the batch; later ones are dropped so that the cleanup (workers
     # stopped, partials removed, the manifest's running files back to pending) always finishes.
     guard = _OneStop().__enter__()
@@ -781,6 +803,8 @@ def run_batch(cfg: BatchConfig) -> Summary:
             manifest.close()
     finally:
         guard.stopping = True
+        with contextlib.suppress(OSError):
+            (outdir / LOCK).unlink()  # while still held: no stale lock file is left behind
         lock.close()
         guard.__exit__()
 
@@ -896,9 +920,11 @@ def _run(cfg, items, outdir, manifest, t0, plan_segments, segment_options, join_
             spec = dataclasses.replace(spec, threads=max(1, cores // jobs))
         pool = LocalPool(spec, jobs, devices) if tasks else None
     summary.workers = pool.name if pool else "none needed"
-    _say(cfg, f"batch of {len(items)} files into {outdir}: {summary.skipped} already done, "
+    if cfg.progress and jobs == 1 and not cfg.ray:  # a bar within each file, in the one worker
+        tasks = [dataclasses.replace(t, progress=True) for t in tasks]
+    _say(cfg, f"batch of {plural(len(items), 'file')} into {outdir}: {summary.skipped} already done, "
               f"{len(todo) - len(summary.failed)} to colorize"
-              + (f" ({len(tasks)} tasks, {pool.name})" if pool else ""))
+              + (f" ({plural(len(tasks), 'task')}, {pool.name})" if pool else ""))
 
     finished_files = [summary.done]
 

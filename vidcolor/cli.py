@@ -49,8 +49,8 @@ def _add_encoding_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crf", type=int, help="quality for x264/x265 (default 18/20)")
     p.add_argument("--preset", help="encoder preset (default medium)")
     p.add_argument("--pix-fmt", help="output pixel format (default yuv420p, or yuv420p10le for >8-bit input)")
-    p.add_argument("--start", type=float, metavar="T", help="start at T seconds")
-    p.add_argument("--duration", type=float, metavar="T", help="colorize T seconds")
+    p.add_argument("--start", metavar="T", help="start at T: seconds (90.5), MM:SS or HH:MM:SS.ms")
+    p.add_argument("--duration", metavar="T", help="colorize T: seconds, MM:SS or HH:MM:SS.ms")
     p.add_argument("--strict", action="store_true",
                    help="a damaged input (frames lost in the middle) is an error, not a warning")
 
@@ -59,7 +59,7 @@ def _encode_options(args):
     from .engine import EncodeOptions
 
     return EncodeOptions(codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
-                         start=args.start, duration=args.duration)
+                         start=args.start, duration=args.duration, keep_colour=getattr(args, "keep_colour", False))
 
 
 def colorize_parser() -> argparse.ArgumentParser:
@@ -75,9 +75,16 @@ def colorize_parser() -> argparse.ArgumentParser:
                    help="colour hints for siggraph17: a JSON list of {frame, x, y, color} points, "
                         "or a PNG whose opaque pixels are hints on every frame")
     p.add_argument("--preview", type=int, metavar="N",
-                   help="write a PNG contact sheet of N frames (grayscale beside colour) instead of a video")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+                   help="write a PNG contact sheet of N frames (grayscale beside colour, labelled with the time "
+                        "and the model) instead of a video")
+    p.add_argument("--compare", action="store_true",
+                   help="a contact sheet (of --preview N frames, default 6) of gray, result and, where the input "
+                        "has colour, the original side by side")
+    p.add_argument("--keep-colour", action="store_true",
+                   help="frames that already have colour keep their own instead of the model's")
+    p.add_argument("-y", "--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar, no start line and no notes (warnings of lost frames stay)")
     p.add_argument("--version", action="version", version=f"vidcolor {__version__}")
     return p
 
@@ -144,11 +151,14 @@ def run_colorize(argv) -> int:
                                "use `vidcolor - -o -`")
         from .y4m import colorize_y4m
 
-        n = colorize_y4m(sys.stdin.buffer, sys.stdout.buffer, _colorizer(args), progress=not args.quiet)
+        n = colorize_y4m(sys.stdin.buffer, sys.stdout.buffer, _colorizer(args), progress=not args.quiet,
+                         keep_colour=args.keep_colour)
         _say(args, f"wrote {n} frames of YUV4MPEG2 to standard output")
         return 0
     src = pathlib.Path(args.input)
     image = is_image(src)
+    if args.compare and args.preview is None:
+        args.preview = 6
     if args.preview is not None and args.preview < 1:
         raise InvalidInput(f"--preview {args.preview}: give the number of frames for the contact sheet (1 or more)")
     dst = pathlib.Path(args.output) if args.output else default_output(src, bool(args.preview), image)
@@ -161,9 +171,11 @@ def run_colorize(argv) -> int:
         raise OutputError(f"{dst}: {what} is written as an image; give -o a name ending in .png (or .jpg, .tif)")
     colorizer = _colorizer(args)
     if args.preview:
-        n = preview_sheet(src, dst, colorizer, args.preview, overwrite=args.overwrite)
+        _say(args, colorizer.summary)
+        n = preview_sheet(src, dst, colorizer, args.preview, overwrite=args.overwrite, compare=args.compare)
         _say(args, f"wrote {dst} ({n} frames)")
     elif image:
+        _say(args, colorizer.summary)
         damage = colorize_image(src, dst, colorizer, overwrite=args.overwrite)
         _damaged(args, damage, f"the picture was written to {dst}")
         _say(args, f"wrote {dst}")
@@ -338,7 +350,7 @@ def run_batch(argv) -> int:
                         "or its address (e.g. ray://head:10001)")
     p.add_argument("--segments", type=int, default=1, metavar="N",
                    help="cut each film at keyframes into up to N segments colorized in parallel, then join them")
-    p.add_argument("--overwrite", action="store_true",
+    p.add_argument("-y", "--overwrite", action="store_true",
                    help="replace outputs this batch did not make; redo a batch made with other settings")
     p.add_argument("--quiet", action="store_true", help="no line per finished file")
     args = p.parse_args(argv)
@@ -373,7 +385,7 @@ def run_convert_weights(argv) -> int:
     p.add_argument("output", metavar="OUT.safetensors", help="safetensors file to write")
     p.add_argument("--model", choices=_model_choices(), metavar="NAME",
                    help="refuse weights that do not load strictly into this model")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output (never the input)")
+    p.add_argument("-y", "--overwrite", action="store_true", help="replace an existing output (never the input)")
     args = p.parse_args(argv)
     src, dst = pathlib.Path(args.input).expanduser(), pathlib.Path(args.output).expanduser()
     if not src.is_file():

@@ -105,7 +105,8 @@ class Colorizer:
         runtime.configure_threads()
         self.model = fuse_conv_bn(load_model(model, weights, runtime))
         # The trainer's calibration of the weights, times the user's own taste.
-        self.gain = chroma_gain(weights_path(self.spec, weights)) * saturation
+        self.weights_file = weights_path(self.spec, weights)
+        self.gain = chroma_gain(self.weights_file) * saturation
         if self.device.type == "cpu":
             self.model = self.model.to(memory_format=torch.channels_last)
         if self.temporal:
@@ -116,6 +117,13 @@ class Colorizer:
             if not getattr(self.model, "takes_hints", False):
                 raise InvalidInput(f"model {model!r} takes no colour hints; use --model siggraph17 with --hints")
             self.hints = hints
+
+    @property
+    def summary(self) -> str:
+        """What runs, in one line: model, weights file, device and precision."""
+        dtype = self.runtime.autocast_dtype
+        precision = "float32" if dtype is None else f"{str(dtype).removeprefix('torch.')} autocast"
+        return f"vidcolor: model {self.name}, weights {self.weights_file}, device {self.device}, {precision}"
 
     @property
     def temporal(self) -> bool:

@@ -26,7 +26,7 @@ import numpy as np
 
 from .colorizer import Colorizer, check_frame_size
 from .errors import InvalidInput, OutputError, TruncatedInput, UnsupportedFormat
-from .planes import MATRIX_CODES, colorize_codes, default_matrix
+from .planes import MATRIX_CODES, colorize_codes, default_matrix, has_colour
 
 # libavutil's colour tags (H.273 numbering), as PyAV exposes them.
 _HD = {"colorspace": 1, "color_primaries": 1, "color_trc": 1}
@@ -55,10 +55,36 @@ class EncodeOptions:
     #: None: --start. `vidcolor batch --segments` writes each segment on the whole
     #: film's clock (0 or the film's --start) so the segments join without retiming.
     timestamps_from: float | None = None
+    #: Frames that already have colour keep their own chroma instead of the model's (--keep-colour).
+    keep_colour: bool = False
     #: Seconds before --start decoded and colorized but not written: a stateful colorizer
     #: (--stabilize, temporal models) reaches --start warm, as in a run through the whole
     #: film (`vidcolor batch --segments` gives each segment after the first this overlap).
     warmup: float = 0.0
+
+    def __post_init__(self) -> None:
+        # --start/--duration as video tools write them: seconds, MM:SS or HH:MM:SS(.ms)
+        for name in ("start", "duration"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, parse_time(value, f"--{name}"))
+
+
+def parse_time(text: str, name: str = "time") -> float:
+    """Seconds from ``12.5``, ``MM:SS(.ms)`` or ``HH:MM:SS(.ms)``, as ffmpeg's -ss and -t take them."""
+    parts = text.strip().split(":")
+    try:
+        if len(parts) > 3 or any(not p.strip() for p in parts) or len(parts) > 1 and "-" in text:
+            raise ValueError
+        seconds = 0.0
+        for p in parts[:-1]:
+            seconds = seconds * 60 + int(p)
+        last = float(parts[-1])
+        if len(parts) > 1 and not 0 <= last < 60:
+            raise ValueError
+        return seconds * 60 + last if len(parts) > 1 else last
+    except ValueError:
+        raise InvalidInput(f"{name} {text}: give seconds (90.5), MM:SS (1:30.5) or HH:MM:SS (0:01:30.5)") from None
 
 
 class _Warm:
@@ -303,14 +329,20 @@ def _plane(frame: av.VideoFrame, i: int, dtype) -> np.ndarray:
     return np.frombuffer(p, dtype).reshape(p.height, p.line_size // item)[:, : p.width]
 
 
-def colorize_frames(colorizer: Colorizer, frames: list[av.VideoFrame], lay: _FrameLayout) -> None:
-    """Replace the chroma planes of same-sized planar YUV frames, in place."""
-    y = np.stack([_plane(f, 0, lay.dtype) for f in frames])
-    size = (frames[0].planes[1].height, frames[0].planes[1].width)
-    codes = colorize_codes(colorizer, y, size, lay.bits, lay.full_range, lay.matrix)
-    for f, c in zip(frames, codes):
-        _plane(f, 1, lay.dtype)[:] = c[0]
-        _plane(f, 2, lay.dtype)[:] = c[1]
+def colorize_frames(colorizer: Colorizer, frames: list[av.VideoFrame], lay: _FrameLayout,
+                    keep_colour: bool = False) -> int:
+    """Replace the chroma planes of same-sized planar YUV frames, in place; returns how many had
+    colour of their own (with ``keep_colour`` those keep it and skip the model)."""
+    coloured = [has_colour(_plane(f, 1, lay.dtype), _plane(f, 2, lay.dtype), lay.bits) for f in frames]
+    todo = [f for f, c in zip(frames, coloured) if not (keep_colour and c)]
+    if todo:
+        y = np.stack([_plane(f, 0, lay.dtype) for f in todo])
+        size = (todo[0].planes[1].height, todo[0].planes[1].width)
+        codes = colorize_codes(colorizer, y, size, lay.bits, lay.full_range, lay.matrix)
+        for f, c in zip(todo, codes):
+            _plane(f, 1, lay.dtype)[:] = c[0]
+            _plane(f, 2, lay.dtype)[:] = c[1]
+    return sum(coloured)
 
 
 class _Stop(Exception):
@@ -408,6 +440,9 @@ class _OneStop:
 class VideoJob:
     """One input video colorized into one output file."""
 
+    #: say what runs (the colorizer's summary) at the first frame, unless quiet
+    announce = True
+
     def __init__(self, src: pathlib.Path, dst: pathlib.Path, colorizer: Colorizer,
                  opts: EncodeOptions = EncodeOptions(), progress: bool = True, overwrite: bool = True):
         self.src, self.dst = pathlib.Path(src), pathlib.Path(dst)
@@ -420,6 +455,7 @@ class VideoJob:
         # Damage met while decoding: times (s) of undecodable packets, spans with no video packet.
         self._bad_packets: list[float] = []
         self._holes: list[tuple[float, float]] = []
+        self._colour_said = False  # the input's own colour was mentioned
 
     # -- stage 1: demux and decode -------------------------------------------------
     def _decode(self, inp, vstream, copies, q_out, stop):
@@ -539,8 +575,13 @@ class VideoJob:
         frames: list = []
 
         def flush():
-            if frames:
-                colorize_frames(self.colorizer, frames, lay_box[0])
+            if frames and colorize_frames(self.colorizer, frames, lay_box[0], self.opts.keep_colour) \
+                    and not self._colour_said:
+                self._colour_said = True
+                self._note(f"vidcolor: {self.src}: the input already has colour: the frames that have it keep "
+                           "their own (--keep-colour)" if self.opts.keep_colour else
+                           f"vidcolor: warning: {self.src}: the input already has colour (its chroma is far "
+                           "from neutral); it is replaced by the model's (--keep-colour keeps it)")
             for item in pending:
                 _put(q_out, item, stop)
             pending.clear()
@@ -558,6 +599,8 @@ class VideoJob:
             if isinstance(item, av.VideoFrame):
                 if lay_box[0] is None:
                     lay_box[0] = _layout(self._vstream, item, self.opts.pix_fmt, self.opts.codec, str(self.src))
+                    if self.announce:  # after the layout: a --pix-fmt that does not fit is one line alone
+                        self._note(self.colorizer.summary)
                     if lay_box[0].note:
                         self._note(lay_box[0].note)
                 item = _to_planes(item, lay_box[0])
@@ -611,6 +654,8 @@ class VideoJob:
             options["crf"] = str(crf)
         if preset is not None:
             options["preset"] = preset
+        if opts.codec == "libx265" and not self.progress:  # --quiet: x265 logs past FFmpeg's logger
+            options["x265-params"] = "log-level=error"
         ctx.options = options
         ctx.thread_type = "AUTO"
         if first.rotation:

@@ -11,6 +11,7 @@ import numpy as np
 from .colorizer import Colorizer, check_frame_size
 from .engine import _reason, open_input, partial_path, publish, scanned_seconds, video_seconds
 from .errors import InvalidInput, OutputError
+from .planes import has_colour
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm"}
 
@@ -96,14 +97,31 @@ def colorize_image(src: pathlib.Path, dst: pathlib.Path, colorizer: Colorizer, o
     return damage
 
 
+def _label(tile: np.ndarray, text: str) -> np.ndarray:
+    """``tile`` with ``text`` in white on a black box in its top left corner."""
+    scale = max(0.35, tile.shape[1] / 960)
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    tile = np.ascontiguousarray(tile)
+    cv2.rectangle(tile, (0, 0), (tw + 8, th + base + 8), (0, 0, 0), -1)
+    cv2.putText(tile, text, (4, th + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return tile
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(max(seconds, 0.0), 60)
+    return f"{int(m) // 60}:{int(m) % 60:02d}:{s:05.2f}"
+
+
 def preview_sheet(src: pathlib.Path, dst: pathlib.Path, colorizer: Colorizer, count: int,
-                  width: int = 480, overwrite: bool = True) -> int:
-    """A PNG of ``count`` evenly spaced frames: the grayscale input beside the colour output.
+                  width: int = 480, overwrite: bool = True, compare: bool = False) -> int:
+    """A PNG of ``count`` evenly spaced frames: the grayscale input beside the colour output, each
+    labelled with its time and the model. ``compare`` adds the original where the input has colour.
     Frames that do not decode (a damaged file) are left out, as the engine skips them."""
     if count < 1:
         raise InvalidInput("--preview N needs N >= 1")
     rows = []
     failure = None
+    coloured = False  # any sampled frame has colour of its own
     with open_input(src) as inp:
         stream = inp.streams.video[0]
         stream.thread_type = "AUTO"
@@ -135,12 +153,18 @@ def preview_sheet(src: pathlib.Path, dst: pathlib.Path, colorizer: Colorizer, co
             size = (width, max(2, round(h * width / w)))
             color_rgb = colorizer.colorize_rgb([rgb])[0]
             gray = cv2.cvtColor(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
-            rows.append(np.hstack([cv2.resize(gray, size, interpolation=cv2.INTER_AREA),
-                                   cv2.resize(color_rgb, size, interpolation=cv2.INTER_AREA)]))
+            ycc = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)
+            coloured |= has_colour(ycc[..., 2], ycc[..., 1], 8)
+            at = _clock((frame.time if frame.time is not None else t) - origin)
+            rows.append([_label(cv2.resize(gray, size, interpolation=cv2.INTER_AREA), f"{at} gray"),
+                         _label(cv2.resize(color_rgb, size, interpolation=cv2.INTER_AREA), f"{at} {colorizer.name}"),
+                         _label(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), f"{at} original")])
             if not duration:
                 break
     if not rows:
         raise InvalidInput(f"{src}: no frame could be decoded for the preview"
                            + (f" ({failure}); check that the file is complete and not damaged" if failure else ""))
-    write_image(dst, cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR), overwrite)
+    columns = 3 if compare and coloured else 2  # the original only where it has colour of its own
+    sheet = np.vstack([np.hstack(row[:columns]) for row in rows])
+    write_image(dst, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), overwrite)
     return len(rows)
