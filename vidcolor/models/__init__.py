@@ -37,7 +37,7 @@ class ModelSpec:
 
 _MODELS: dict[str, ModelSpec] = {}
 #: the model `vidcolor film.mp4` uses; "default" names it everywhere a model name is taken.
-DEFAULT_MODEL = "iizuka2016"
+DEFAULT_MODEL = "lite_unet"
 
 
 def register_model(name: str, *, params: int, working_size: int, weights: str | None, summary: str,
