@@ -442,3 +442,16 @@ def test_hue_hits_counts_clearly_coloured_pixels_within_45_degrees():
     assert hue_hits(ref, same_hue) == (16, 16)
     assert hue_hits(ref, green) == (0, 16)
     assert hue_hits(ref, np.full_like(ref, 128)) == (0, 16)  # gray output has no hue
+
+
+def test_evaluate_a_folder_of_photos_of_different_sizes(tmp_path):
+    """Photos are not frames of one video: each goes through the colorizer on its own."""
+    from vidcolor.colorizer import Colorizer
+    from vidcolor.runtime import Runtime
+
+    rng = np.random.default_rng(3)
+    for i, (h, w) in enumerate([(48, 64), (64, 40), (50, 50)]):
+        cv2.imwrite(str(tmp_path / f"p{i}.png"), rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+    c = Colorizer("zhang2016", None, Runtime(device="cpu"))
+    res = evaluate(tmp_path, {"zhang2016": c.colorize_rgb}, tmp_path / "out", progress=False)
+    assert res["frames"] == 3 and {r["name"] for r in res["rows"]} >= {"zhang2016", "gray"}

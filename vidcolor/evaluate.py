@@ -287,6 +287,8 @@ def evaluate(
         stem += "-" + getattr(degrade, "name", "oldfilm")
 
     info, frames = open_frames(source, max_frames)
+    if source.is_dir():
+        batch = 1  # photos of a folder differ in size: a batch is a stack of equal frames
     scores = {name: _Scores() for name in runs}
     meter = FlickerMeter()
     flicker: dict[str, list[float]] = {name: [] for name in [*runs, ORIGINAL]}

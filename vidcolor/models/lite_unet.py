@@ -80,7 +80,7 @@ class LiteUNet(nn.Module):
         if self.head == "classes":
             ab = decoders.annealed_mean(raw["logits"], self.bins, self.temperature)
         else:
-            ab = raw["ab"].float() * AB_SCALE
+            ab = raw["ab"].float().clamp(-1.0, 1.0) * AB_SCALE  # sRGB's gamut lies within +-110
         return F.interpolate(ab, size=raw["l"].shape[-2:], mode="bilinear", align_corners=False)
 
     def losses(self, raw: dict[str, torch.Tensor], ab: torch.Tensor) -> dict[str, torch.Tensor]:
