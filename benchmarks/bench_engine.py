@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from vidcolor.colorizer import Colorizer
-from vidcolor.engine import EncodeOptions, _layout, _to_planes, colorize_frames, colorize_video
+from vidcolor.io.engine import EncodeOptions, _layout, _to_planes, colorize_frames, colorize_video
 from vidcolor.runtime import Runtime
 
 W, H = 640, 480

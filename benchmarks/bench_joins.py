@@ -6,7 +6,7 @@ runs one colour evaluation video (its luma only reaches the model) through the
 engine three ways, losslessly (FFV1): one process over the whole clip, N
 segments each warmed up on 44 frames before its start (what `vidcolor batch`
 does), and N segments started cold. For each output it prints the mean ab warp
-error (the flicker of `vidcolor eval`: `vidcolor.metrics.FlickerMeter`, along
+error (the flicker of `vidcolor eval`: `vidcolor.eval.metrics.FlickerMeter`, along
 the original's optical flow) over the frame pairs that straddle a join and
 over all other pairs, and the largest difference from the single run's frames
 right after each join. Usage:
@@ -26,10 +26,10 @@ import av
 import numpy as np
 
 from vidcolor.colorizer import Colorizer
-from vidcolor.engine import EncodeOptions, colorize_video
-from vidcolor.metrics import FlickerMeter
+from vidcolor.io.engine import EncodeOptions, colorize_video
+from vidcolor.eval.metrics import FlickerMeter
 from vidcolor.runtime import Runtime
-from vidcolor.segments import join_segments, plan_segments, segment_options, warmup_seconds
+from vidcolor.io.segments import join_segments, plan_segments, segment_options, warmup_seconds
 from vidcolor.temporal import warmup_frames
 
 

@@ -5,7 +5,7 @@ Three parts, each printed as a Markdown table:
 1. cuts: the scene-cut detector on every clip (precision and recall on
    bikes.mp4 against the cut frames marked by hand in tests/test_temporal.py;
    false positives on the clips that have no cut);
-2. quality: ``vidcolor.evaluate.evaluate`` on every clip with the per-frame
+2. quality: ``vidcolor.eval.evaluate.evaluate`` on every clip with the per-frame
    model (``Colorizer().colorize_rgb``) against ``Colorizer.stabilized()`` at
    each ``--alphas`` value, with the issue's targets (flicker at most half,
    PSNR at most 0.3 dB lower, colourfulness ratio within 10%);
@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from vidcolor.colorizer import Colorizer  # noqa: E402
-from vidcolor.evaluate import evaluate  # noqa: E402
+from vidcolor.eval.evaluate import evaluate  # noqa: E402
 from vidcolor.runtime import Runtime  # noqa: E402
 from vidcolor.temporal import DEFAULT_ALPHA, SceneCutDetector, Stabilizer  # noqa: E402
 
@@ -107,7 +107,7 @@ def bench_quality(colorizer: Colorizer, clips: list[str], frames: int, alphas: l
         base = by["per-frame"]
         for name in [*runs, "gray", "original"]:
             rows.append((clip, name, by[name], base, by["original"], result["frames"]))
-    print(f"\n## Per-frame model vs --stabilize ({colorizer.name}, first {frames} frames, vidcolor.evaluate)\n")
+    print(f"\n## Per-frame model vs --stabilize ({colorizer.name}, first {frames} frames, vidcolor.eval.evaluate)\n")
     print("| Clip | Method | Frames | PSNR dB | dPSNR | SSIM | Colourful. ratio | vs per-frame | Flicker ab | "
           "Flicker / per-frame | Flicker / floor | Flicker in shots | in shots / per-frame | CDC | "
           "s in colorizer | Targets |")
@@ -192,7 +192,7 @@ def bench_speed_end_to_end(colorizer: Colorizer, weights=None, frames: int = 150
     """Whole `colorize_video` runs (decode, model, encode) with and without the stabilizer."""
     from bench_engine import H, W, make_clip
 
-    from vidcolor.engine import colorize_video
+    from vidcolor.io.engine import colorize_video
 
     plain = Colorizer(colorizer.name, weights, runtime=colorizer.runtime)
     stab = plain.stabilized()

@@ -38,7 +38,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import bench_engine  # noqa: E402  (same clip maker and model-only measurement)
 
 from vidcolor.colorizer import Colorizer  # noqa: E402
-from vidcolor.engine import colorize_video  # noqa: E402
+from vidcolor.io.engine import colorize_video  # noqa: E402
 from vidcolor.runtime import Runtime  # noqa: E402
 
 SCRIPT = """\

@@ -70,8 +70,8 @@ def main() -> None:
     ap.add_argument("--model", default="default")
     args = ap.parse_args()
     from vidcolor.colorizer import Colorizer
-    from vidcolor.engine import EncodeOptions, colorize_video
-    from vidcolor.y4m import colorize_y4m
+    from vidcolor.io.engine import EncodeOptions, colorize_video
+    from vidcolor.io.y4m import colorize_y4m
 
     w, h = map(int, args.size.split("x"))
     colorizer = Colorizer(args.model)  # loaded once: both modes time the same work

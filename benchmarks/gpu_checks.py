@@ -36,7 +36,7 @@ Checks (JSON sections):
     1920x1080: ``memory_fps`` (uint8 luma codes in CPU memory to chroma codes in
     CPU memory, `vidcolor.planes.colorize_codes`, i.e. the engine's model stage),
     ``device_fps`` (luma already on the device, `Colorizer.chroma`), and
-    ``end_to_end_fps`` (`vidcolor.engine.colorize_video` on a generated 1080p
+    ``end_to_end_fps`` (`vidcolor.io.engine.colorize_video` on a generated 1080p
     H.264 clip, default encoder settings), for the default model in float16 and
     bfloat16 and ddcolor-large (synthetic weights in the official layout, as
     benchmarks/bench_ddcolor.py builds them) in float16.
@@ -466,7 +466,7 @@ def ddcolor_weights(ctx: Ctx, name: str) -> pathlib.Path:
 
 
 def check_fps(ctx: Ctx) -> dict:
-    from vidcolor.engine import colorize_video
+    from vidcolor.io.engine import colorize_video
     from vidcolor.planes import colorize_codes
 
     (w, h), pool, clip_frames, batch, seconds = ((64, 64), 2, 2, 2, 0.0) if ctx.quick else \

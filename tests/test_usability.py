@@ -104,7 +104,7 @@ def test_y4m_pipe_overlaps_reading_with_the_model_and_tags_its_range(colorizer, 
     import av
 
     from vidcolor.runtime import Runtime
-    from vidcolor.y4m import colorize_y4m
+    from vidcolor.io.y4m import colorize_y4m
 
     class Batch2:  # the session's model, two frames per call
         runtime = Runtime(batch=2)

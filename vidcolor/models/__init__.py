@@ -31,7 +31,7 @@ class ModelSpec:
     weights_hint: str | None = None
     #: takes the previous coloured frame: frames must be given in order (``model.temporal``).
     temporal: bool = False
-    #: the ImageNet encoder training starts from (`vidcolor.pretrained`), or None.
+    #: the ImageNet encoder training starts from (`vidcolor.training.pretrained`), or None.
     backbone: str | None = None
 
 

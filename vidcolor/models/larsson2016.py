@@ -50,7 +50,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .. import color, decoders
+from .. import color
+from . import decoders
 from . import register_model
 
 VGG16 = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))

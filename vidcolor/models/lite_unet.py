@@ -15,7 +15,7 @@ Two heads at stride 2, trained together:
   rebalanced cross-entropy (lambda 0.5), decoded by the annealed mean
   (T = 0.38): more vivid, chosen with ``head="classes"``.
 The output is Lab ab at the working size; the engine keeps the source's luma.
-The encoder's ImageNet weights are loaded for training by `vidcolor.pretrained`
+The encoder's ImageNet weights are loaded for training by `vidcolor.training.pretrained`
 (``backbone`` on the registry); the shipped weights hold the fine-tuned encoder.
 """
 
@@ -25,7 +25,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .. import color, decoders
+from .. import color
+from . import decoders
 from . import register_model
 from .efficientnet_lite import EfficientNetLite
 

@@ -43,7 +43,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .. import color, decoders
+from .. import color
+from . import decoders
 from . import register_model
 
 #: segment pseudo-classes: a neutral cluster and 8 hue clusters.

@@ -11,7 +11,7 @@ Faithful: the extra temporal condition on both networks, the blank/real
 previous frame drawn per sample, the spectral-normalised PatchGAN with the
 authors' layer pattern (three stride-2 and two stride-1 4x4 convolutions,
 leaky ReLU 0.2), tanh output. The training (losses, weights, learning rates,
-discriminator schedule) is in `vidcolor.train_temporal`.
+discriminator schedule) is in `vidcolor.training.train_temporal`.
 
 Differs: the authors' generator is EdgeConnect's (7x7 conv, two stride-2
 convs, eight dilated residual blocks at 256 channels, instance norm). Here
@@ -25,7 +25,7 @@ the input itself) rather than RGB, so the previous frame is its ab alone and
 blank means ab = 0. The discriminator is narrower (`DISC_WIDTHS`).
 
 At inference the previous frame is the model's own last output, ``decode``
-of it, before any chroma gain (the calibration in `vidcolor.train_temporal`
+of it, before any chroma gain (the calibration in `vidcolor.training.train_temporal`
 is measured that way), and None at the first frame of a shot.
 """
 

@@ -21,7 +21,7 @@ import math
 import cv2
 import numpy as np
 
-from .errors import InvalidInput
+from vidcolor.errors import InvalidInput
 
 #: the per-frame camera motion's limits, as fractions of the crop (pan), of the
 #: scale (zoom) and in degrees (rotation). Real footage at 24-30 fps moves a few
@@ -76,7 +76,7 @@ def synthetic_sequence(img: np.ndarray, length: int, crop: int, rng: np.random.G
         raise InvalidInput(f"a sequence needs at least one frame of at least 8 px (got {length} x {crop})")
     h, w = img.shape[:2]
     # Scale = source pixels per output pixel: the window covers between half and
-    # all of the short side, as `vidcolor.train.random_batch`'s crops do.
+    # all of the short side, as `vidcolor.training.train.random_batch`'s crops do.
     full = min(h, w) / crop
     scale = full * rng.uniform(0.5, 0.95)
     angle = rng.normal(0, 3.0)
@@ -191,7 +191,7 @@ def clip_runs(path, short: int, frames: int, run: int) -> list[np.ndarray]:
     """
     import av
 
-    from .train import _fit
+    from vidcolor.training.train import _fit
 
     runs_wanted = max(1, math.ceil(frames / run))
     with av.open(str(path)) as container:
@@ -218,8 +218,8 @@ def clip_runs(path, short: int, frames: int, run: int) -> list[np.ndarray]:
 
 
 def load_sources(dirs, short: int, frames_per_video: int, run: int = 8) -> Sources:
-    """Still photos and clip runs under ``dirs`` (folders or files), like `vidcolor.train.load_images`."""
-    from .train import VIDEO_EXTS, _files, _fit
+    """Still photos and clip runs under ``dirs`` (folders or files), like `vidcolor.training.train.load_images`."""
+    from vidcolor.training.train import VIDEO_EXTS, _files, _fit
 
     stills, clips = [], []
     for path in _files(dirs):

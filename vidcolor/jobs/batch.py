@@ -45,8 +45,8 @@ import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
 
-from .engine import EncodeOptions, _OneStop, partials_of
-from .errors import InvalidInput, Interrupted, OutputError, VidcolorError, WeightsError
+from vidcolor.io.engine import EncodeOptions, _OneStop, partials_of
+from vidcolor.errors import InvalidInput, Interrupted, OutputError, VidcolorError, WeightsError
 
 MANIFEST = "vidcolor-batch.sqlite"
 LOCK = ".vidcolor-batch.lock"
@@ -428,8 +428,8 @@ def _one_line(exc: BaseException) -> str:
 def _load(spec: WorkerSpec) -> None:
     if _WORKER["spec"] == spec and (_WORKER["colorizer"] is not None or _WORKER["error"]):
         return
-    from .colorizer import Colorizer
-    from .runtime import Runtime
+    from vidcolor.colorizer import Colorizer
+    from vidcolor.runtime import Runtime
 
     _WORKER.update(spec=spec, colorizer=None, error=None)
     try:
@@ -443,7 +443,7 @@ def _load(spec: WorkerSpec) -> None:
 
 def work(task: Task) -> dict:
     """Colorize one file or segment with this process's model; errors come back as values."""
-    from .engine import VideoJob
+    from vidcolor.io.engine import VideoJob
 
     if _WORKER["error"]:
         return {"ok": False, "fatal": True, "error": f"loading the model failed: {_WORKER['error']}"}
@@ -736,8 +736,8 @@ def _default_jobs(device: str) -> tuple[int, list[str]]:
 
 def _check_model(cfg: BatchConfig) -> None:
     """Model and weights errors once, before any worker starts."""
-    from .models import get_model
-    from .weights import weights_path
+    from vidcolor.models import get_model
+    from vidcolor.weights import weights_path
 
     spec = get_model(cfg.model)
     path = weights_path(spec, cfg.weights)
@@ -778,7 +778,7 @@ def _take_lock(path: pathlib.Path):
 
 def run_batch(cfg: BatchConfig) -> Summary:
     """Colorize every input into cfg.outdir, resuming what an earlier run of the same batch began."""
-    from .segments import join_segments, plan_segments, segment_options
+    from vidcolor.io.segments import join_segments, plan_segments, segment_options
 
     t0 = time.perf_counter()
     outdir = pathlib.Path(cfg.outdir).absolute()
@@ -810,9 +810,9 @@ def run_batch(cfg: BatchConfig) -> Summary:
 
 
 def _run(cfg, items, outdir, manifest, t0, plan_segments, segment_options, join_segments) -> Summary:
-    from .models import get_model
-    from .segments import warmup_seconds
-    from .temporal import warmup_frames
+    from vidcolor.models import get_model
+    from vidcolor.io.segments import warmup_seconds
+    from vidcolor.temporal import warmup_frames
 
     summary = Summary(outdir, files=len(items))
     # State carried from frame to frame needs a warm-up overlap before each segment.
@@ -1028,7 +1028,7 @@ def _segment_folder(outdir: pathlib.Path, item: Item) -> pathlib.Path:
 
 
 def _segment_of(row):
-    from .segments import Segment
+    from vidcolor.io.segments import Segment
 
     return Segment(row["idx"], row["start"], row["end"], row["expected"])
 

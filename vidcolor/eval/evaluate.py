@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from vidcolor.errors import InvalidInput, OutputError
-from vidcolor.metrics import (
+from vidcolor.eval.metrics import (
     AUC_MAX_THRESHOLD,
     AucAccumulator,
     FlickerMeter,
@@ -252,7 +252,7 @@ def evaluate(
     (None for ones that do not apply, such as PSNR of the original) and
     null in the JSON file.
 
-    ``degrade``: a callable (frame index, RGB) -> damaged RGB (`vidcolor.degrade.OldFilm`)
+    ``degrade``: a callable (frame index, RGB) -> damaged RGB (`vidcolor.eval.degrade.OldFilm`)
     applied to what the colorizers receive, never to the reference they are
     scored against; the reports are then named ``<stem>-<its name>`` (``<stem>-oldfilm``).
 

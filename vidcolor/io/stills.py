@@ -8,10 +8,10 @@ import av
 import cv2
 import numpy as np
 
-from .colorizer import Colorizer, check_frame_size
-from .engine import _reason, open_input, partial_path, publish, scanned_seconds, video_seconds
-from .errors import InvalidInput, OutputError
-from .planes import has_colour
+from vidcolor.colorizer import Colorizer, check_frame_size
+from vidcolor.io.engine import _reason, open_input, partial_path, publish, scanned_seconds, video_seconds
+from vidcolor.errors import InvalidInput, OutputError
+from vidcolor.planes import has_colour
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm"}
 
@@ -81,7 +81,7 @@ def colorize_image(src: pathlib.Path, dst: pathlib.Path, colorizer: Colorizer, o
         alpha, img = img[..., 3:], img[..., :3]
     if hasattr(colorizer.model, "forward_rgb") and img.dtype == np.uint8:
         # DDColor's checkpoints come with an image pipeline of their own: stills get its exact result.
-        from .official import colorize_bgr
+        from vidcolor.official import colorize_bgr
 
         out = colorize_bgr(colorizer.model, img)
         write_image(dst, out if alpha is None else np.concatenate([out, alpha], axis=2), overwrite)

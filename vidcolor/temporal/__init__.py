@@ -275,7 +275,7 @@ class Deflicker:
 
     Uneven exposure and development make every frame of a reel a little
     brighter or darker than the last; an image model answers with a
-    different colour each time (on bikes.mp4 damaged by `vidcolor.degrade`,
+    different colour each time (on bikes.mp4 damaged by `vidcolor.eval.degrade`,
     exposure flicker alone raises the per-frame model's chroma flicker
     from 0.95 to 2.4). `step` gives the gain and offset that map a frame's
     luma mean and standard deviation onto the shot's recent ones: an
@@ -289,7 +289,7 @@ class Deflicker:
     at the median, against 3% and 6% for the damaged copy), and correcting
     those cost 0.12 dB of PSNR there. So a ``deadband`` (mean shift, log
     contrast) is taken off each correction first. Trials while choosing it
-    (first 100 frames of bikes, `vidcolor.evaluate` on stabilized colorizers
+    (first 100 frames of bikes, `vidcolor.eval.evaluate` on stabilized colorizers
     with each setting): with (0.01, 0.03) the clean clip scores as without a
     deflicker (28.51 / 28.53 dB, flicker 0.432 both) and the damaged one
     keeps most of the gain (stabilized flicker 0.909; 0.877 with no deadband,
@@ -420,7 +420,7 @@ class Stabilizer:
        smoothly outside:
 
        * forward-backward agreement (Sundaram et al. 2010, the criterion of
-         `vidcolor.metrics.FlickerMeter`): with ``r = |b + f(x+b)|^2`` and
+         `vidcolor.eval.metrics.FlickerMeter`): with ``r = |b + f(x+b)|^2`` and
          ``tol = fb_rel (|b|^2 + |f(x+b)|^2) + fb_abs`` (pixels of the
          chroma's grid), ``exp(-max(r - tol, 0) / tol)``, on the forward
          flow's grid;

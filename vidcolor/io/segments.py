@@ -33,8 +33,8 @@ import pathlib
 
 import av
 
-from .engine import EncodeOptions, _chapters, _reason, _window, copy_stream, finish_output, open_input, partial_path
-from .errors import InvalidInput, OutputError
+from vidcolor.io.engine import EncodeOptions, _chapters, _reason, _window, copy_stream, finish_output, open_input, partial_path
+from vidcolor.errors import InvalidInput, OutputError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -40,8 +40,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .errors import InvalidInput, TruncatedInput, UnsupportedFormat
-from .planes import code_dtype, colorize_codes, default_matrix, has_colour
+from vidcolor.errors import InvalidInput, TruncatedInput, UnsupportedFormat
+from vidcolor.planes import code_dtype, colorize_codes, default_matrix, has_colour
 
 MAGIC = b"YUV4MPEG2"
 _HEADER_LIMIT = 4096
@@ -171,8 +171,8 @@ def colorize_y4m(infile: BinaryIO, outfile: BinaryIO, colorizer, *, progress: bo
     """
     from tqdm import tqdm
 
-    from .colorizer import check_frame_size
-    from .engine import _END, QUEUE_FRAMES, _get, _put, _Worker
+    from vidcolor.colorizer import check_frame_size
+    from vidcolor.io.engine import _END, QUEUE_FRAMES, _get, _put, _Worker
 
     head = read_header(infile)
     check_frame_size(head.width, head.height, "the y4m stream")  # before a frame's worth of memory is asked for

@@ -1021,7 +1021,7 @@ def build_dataset(
                     continue
                 src_path = pkg_root / rel
                 if not src_path.is_file():
-                    msg = f"{PACKAGES[pkg_name].spec} has no {rel}; the package changed, update vidcolor.data"
+                    msg = f"{PACKAGES[pkg_name].spec} has no {rel}; the package changed, update vidcolor.training.dataset"
                     progress(f"skipped: {msg}")
                     failed.append({"package": PACKAGES[pkg_name].spec, "error": msg})
                     continue

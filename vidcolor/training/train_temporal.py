@@ -1,9 +1,9 @@
 """Adversarial training of temporal models (`temporal_unet`), as Thasarathan et al.
 
-`vidcolor.train.train` hands a model whose class says ``temporal = True`` to
+`vidcolor.training.train.train` hands a model whose class says ``temporal = True`` to
 `train` here, with the same `TrainConfig`, checkpoints, ``--resume`` and log.
 
-Each sample is a pair of consecutive frames, cut by `vidcolor.sequences`
+Each sample is a pair of consecutive frames, cut by `vidcolor.training.sequences`
 from a still photo filmed by a virtual camera or from a colour clip. The
 previous frame's ab is the true one or blank (ab = 0), drawn per sample as
 in the authors' code, so one network both starts a shot and carries its
@@ -44,7 +44,7 @@ Unlike it:
   3.1). At 30 the weighted style term is of the order of the others
   (style ~2.3, L1 ~0.7, content ~1.1 at 300 steps) and the previous frame
   is used (5.4 after 300 steps).
-* both learning rates follow `vidcolor.train`'s warm-up and cosine decay,
+* both learning rates follow `vidcolor.training.train`'s warm-up and cosine decay,
   because a CPU budget of a few thousand steps ends long before their 50
   epochs would;
 * the discriminator's loss is only computed on the steps it is stepped (the
@@ -62,12 +62,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import weights
-from .models import get_model
-from .models.temporal_unet import PatchDiscriminator
-from .runtime import Runtime
-from .sequences import Sources, load_sources, random_sequences
-from .train import TrainConfig, init_meta, save_final, split_lab
+from vidcolor import weights
+from vidcolor.models import get_model
+from vidcolor.models.temporal_unet import PatchDiscriminator
+from vidcolor.runtime import Runtime
+from vidcolor.training.sequences import Sources, load_sources, random_sequences
+from vidcolor.training.train import TrainConfig, init_meta, save_final, split_lab
 
 #: the generator objective's weights: the authors' train.py's (whose adversarial
 #: weight option is never applied: the term counts once), but style (see above).
@@ -212,7 +212,7 @@ def _sha(path) -> str:
 
 
 def _schedule(steps: int):
-    # vidcolor.train's: warm-up over 100 steps, cosine decay to 5% of the peak.
+    # vidcolor.training.train's: warm-up over 100 steps, cosine decay to 5% of the peak.
     return lambda s: min(1.0, (s + 1) / 100) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
 
 
@@ -329,7 +329,7 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
 @torch.no_grad()
 def calibrate_chroma_gain(gen, sources: Sources, crop: int, device, *, batches: int = 4, batch: int = 16,
                           length: int = 16, seed: int = 0) -> float:
-    """`vidcolor.train.calibrate_chroma_gain` for a temporal model, measured as it runs.
+    """`vidcolor.training.train.calibrate_chroma_gain` for a temporal model, measured as it runs.
 
     Sequences are coloured as the engine colours a shot: the first frame from
     a blank previous frame, each next one from the model's own previous

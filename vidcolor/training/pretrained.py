@@ -14,8 +14,8 @@ import importlib.resources
 
 import torch
 
-from .errors import WeightsError
-from .models.efficientnet_lite import EfficientNetLite, imagenet_key
+from vidcolor.errors import WeightsError
+from vidcolor.models.efficientnet_lite import EfficientNetLite, imagenet_key
 
 #: variant -> (package, module, file inside its models/ folder).
 PACKAGES = {

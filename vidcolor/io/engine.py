@@ -24,9 +24,9 @@ import av
 import av.logging
 import numpy as np
 
-from .colorizer import Colorizer, check_frame_size
-from .errors import InvalidInput, OutputError, TruncatedInput, UnsupportedFormat
-from .planes import MATRIX_CODES, colorize_codes, default_matrix, has_colour
+from vidcolor.colorizer import Colorizer, check_frame_size
+from vidcolor.errors import InvalidInput, OutputError, TruncatedInput, UnsupportedFormat
+from vidcolor.planes import MATRIX_CODES, colorize_codes, default_matrix, has_colour
 
 # libavutil's colour tags (H.273 numbering), as PyAV exposes them.
 _HD = {"colorspace": 1, "color_primaries": 1, "color_trc": 1}

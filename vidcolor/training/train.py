@@ -19,10 +19,12 @@ import cv2
 import numpy as np
 import torch
 
-from . import color, weights
-from .errors import InvalidInput
-from .models import get_model
-from .runtime import Runtime
+from vidcolor import color
+
+from vidcolor import weights
+from vidcolor.errors import InvalidInput
+from vidcolor.models import get_model
+from vidcolor.runtime import Runtime
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 VIDEO_EXTS = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".mpg", ".mpeg", ".m4v"}
@@ -175,7 +177,7 @@ def damage_luma(y: torch.Tensor, rng: np.random.Generator, share: float) -> torc
     """Luma (N,1,H,W) in 0..1 with a share of its samples exposed and grained like old film.
 
     An image model trained on clean photos answers a 10% change of exposure
-    with a different colour (tree.avi with `vidcolor.degrade`'s exposure
+    with a different colour (tree.avi with `vidcolor.eval.degrade`'s exposure
     flicker alone: the per-frame chroma flicker went from 0.59 to 3.09), and
     reels are never evenly exposed. So the input of a damaged sample gets a
     gain (x0.74..1.35), an offset (+-0.08) and Gaussian grain (sigma up to
@@ -210,7 +212,7 @@ def bin_counts(images, bins: torch.Tensor, size: int = 64) -> torch.Tensor:
 def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True) -> pathlib.Path:
     cfg.init_path()  # a wrong --init fails before the data loads
     if getattr(get_model(cfg.model).build(), "temporal", False):  # GAN on frame pairs, not this loop
-        from . import train_temporal
+        from vidcolor.training import train_temporal
         return train_temporal.train(cfg, runtime, progress)
     from tqdm import tqdm
 
@@ -234,7 +236,7 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
         weights.load_into(model, cfg.init_path(), cfg.model)  # zhang2016's bin prior comes with them
     else:
         if spec.backbone is not None:
-            from .pretrained import load_imagenet
+            from vidcolor.training.pretrained import load_imagenet
 
             load_imagenet(model.encoder, spec.backbone)
         if hasattr(model, "set_prior"):

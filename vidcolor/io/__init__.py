@@ -1,0 +1,1 @@
+"""Video I/O: decode, hand frames to the colorizer, encode; stills, the y4m pipe and film segments."""

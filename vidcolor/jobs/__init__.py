@@ -1,0 +1,1 @@
+"""Archive jobs: many files, resumable, on local workers or a Ray cluster."""
