@@ -54,27 +54,15 @@ import vapoursynth as vs
 from vidcolor import color
 from vidcolor.colorizer import working_shape
 from vidcolor.errors import VidcolorError
-from vidcolor.planes import MATRIX_CODES, MATRIX_OF_NAME, chroma_codes, default_matrix, luma_unit, unit_codes
+from vidcolor.planes import chroma_codes, luma_unit, unit_codes
+from vidcolor.temporal.chains import Chains, Recent, restart_point
 
-NAME = "vidcolor.colorize"
-MODEL_PROP = "vidcolor_Model"
+from .blocks import MAX_PENDING_BLOCKS, Blocks, block_clips, history_clips
+from .formats import MODEL_PROP, check_input, convert, full_range, matrix_of, resolve_output, set_props, vs_error, \
+    vs_wording
+
+__all__ = ["MODEL_PROP", "colorize", "script_arg", "script_source"]
 core = vs.core
-
-# _Primaries / _Transfer given to frames that have none, by the matrix used.
-_DEFAULT_TAGS = {"bt709": (1, 1), "bt601": (6, 6), "bt2020": (9, 14)}
-_MAX_PENDING_BLOCKS = 8
-
-
-def _error(msg: str) -> vs.Error:
-    return vs.Error(f"{NAME}: {msg}")
-
-
-def _vs_wording(msg: str) -> str:
-    """The engine's CLI wording (``--weights FILE``) as this function's arguments."""
-    for opt in ("weights", "device", "dtype", "model", "batch"):
-        msg = msg.replace(f"--{opt} FILE", f"{opt}=FILE").replace(f"--{opt}", f"{opt}=")
-    return msg.replace("= ", "=")
-
 
 def script_arg(namespace: dict, name: str, default=None):
     """A ``vspipe -a name=value`` argument of a .vpy script (``globals()``); older VapourSynth passes bytes."""
@@ -129,111 +117,9 @@ def _load(model: str, weights, device: str, dtype, batch: int):
 # --------------------------------------------------------------------------
 
 
-def _full_range(props, fmt: vs.VideoFormat) -> bool:
-    if fmt.sample_type == vs.FLOAT or fmt.color_family == vs.RGB:
-        return True
-    if "_Range" in props:
-        return int(props["_Range"]) == int(vs.RANGE_FULL)
-    return False  # VapourSynth's (zimg's) default for YUV and GRAY
-
-
-def _matrix(props, height: int) -> str:
-    return MATRIX_CODES.get(int(props.get("_Matrix", 2)), default_matrix(height))
-
-
-def _set_props(fout: vs.VideoFrame, src_props, matrix: str, rgb: bool, full: bool, model: str,
-               copy_props: bool) -> None:
-    props = fout.props
-    if copy_props:
-        for k, v in src_props.items():
-            props[k] = v
-    if rgb:
-        props["_Matrix"] = 0
-        if "_ChromaLocation" in props:
-            del props["_ChromaLocation"]
-    elif int(src_props.get("_Matrix", 2)) not in MATRIX_CODES:
-        props["_Matrix"] = MATRIX_OF_NAME[matrix]
-    prim, trc = _DEFAULT_TAGS[matrix]
-    if int(src_props.get("_Primaries", 2)) == 2:
-        props["_Primaries"] = prim
-    if int(src_props.get("_Transfer", 2)) == 2:
-        props["_Transfer"] = trc
-    # R74+ reads and writes the old _ColorRange as an alias of _Range: setting _Range is enough.
-    props["_Range"] = vs.RANGE_FULL if full else vs.RANGE_LIMITED
-    props[MODEL_PROP] = model
-
-
 # --------------------------------------------------------------------------
 # the block computation
 # --------------------------------------------------------------------------
-
-
-class _Blocks:
-    """Results of fixed blocks of frames, computed once whatever thread asks first."""
-
-    class _Block:
-        __slots__ = ("done", "result", "error", "taken", "size")
-
-        def __init__(self, size):
-            self.done, self.result, self.error, self.taken, self.size = threading.Event(), None, None, set(), size
-
-    def __init__(self, compute):
-        self.compute = compute
-        self.lock = threading.Lock()
-        self.blocks: collections.OrderedDict[int, _Blocks._Block] = collections.OrderedDict()
-
-    def get(self, b: int, i: int, size: int, frames, history=None):
-        with self.lock:
-            blk = self.blocks.get(b)
-            leader = blk is None
-            if leader:
-                blk = self.blocks[b] = self._Block(size)
-                # Bound memory when frames are requested and never all taken (random access):
-                # drop the oldest finished blocks; a later request recomputes them, identically.
-                while len(self.blocks) > _MAX_PENDING_BLOCKS:
-                    old = next(iter(self.blocks))
-                    if not self.blocks[old].done.is_set():
-                        break
-                    del self.blocks[old]
-        if leader:
-            try:
-                blk.result = (self.compute(b, frames[:size]) if history is None
-                              else self.compute(b, frames[:size], history))
-            except BaseException as exc:  # noqa: BLE001 - every waiter re-raises it
-                blk.error = exc
-            finally:
-                blk.done.set()
-        else:
-            blk.done.wait()
-        with self.lock:
-            blk.taken.add(i)
-            if (blk.error is not None or len(blk.taken) == blk.size) and self.blocks.get(b) is blk:
-                del self.blocks[b]
-        if blk.error is not None:
-            raise blk.error
-        return blk.result[i]
-
-
-class _Recent:
-    """The last ``size`` values put, by key, for any thread."""
-
-    def __init__(self, size: int) -> None:
-        self.size, self.lock, self.items = size, threading.Lock(), collections.OrderedDict()
-
-    def get(self, key):
-        with self.lock:
-            value = self.items.get(key)
-            if value is not None:
-                self.items.move_to_end(key)
-            return value
-
-    def put(self, key, value):
-        with self.lock:
-            self.items[key] = value
-            self.items.move_to_end(key)
-            while len(self.items) > self.size:
-                self.items.popitem(last=False)
-        return value
 
 
 class _Filter:
@@ -257,15 +143,14 @@ class _Filter:
             need = 2 * window - 1 + batch - 1 + Deflicker().window - 1 + SceneCutDetector().lookback
             self.history = -(-need // batch) * batch
             # (restart frame, next frame) -> the chain's Stabilizer, having run up to that frame
-            self.stab_chains: collections.OrderedDict = collections.OrderedDict()
-            self.stab_lock = threading.Lock()
+            self.stab_chains = Chains(MAX_PENDING_BLOCKS)
         # the model's fresh ab (CPU float32, working size) of recent blocks, by block number
         self.fresh: collections.OrderedDict[int, torch.Tensor] = collections.OrderedDict()
         self.fresh_lock = threading.Lock()
         self.fresh_keep = self.history // batch + 2
         # per source frame: the luma at the working size and the scene-cut detector's answer
-        self.smalls = _Recent(self.history + 4 * batch)
-        self.cuts = _Recent(self.history + 4 * batch)
+        self.smalls = Recent(self.history + 4 * batch)
+        self.cuts = Recent(self.history + 4 * batch)
         #: a temporal model: restart grid K, warm-up W, detector look-back (see the module docstring)
         self.recurrent = colorizer.temporal
         if self.recurrent:
@@ -276,8 +161,8 @@ class _Filter:
             self.lookback = SceneCutDetector().lookback
             self.history = -(-(self.grid + self.warm + self.lookback) // batch) * batch
             # (restart frame, next frame) -> the chain's Recurrence state before that frame
-            self.chains: collections.OrderedDict = collections.OrderedDict()
-        self.blocks = _Blocks(self._compute)
+            self.chains = Chains(MAX_PENDING_BLOCKS)
+        self.blocks = Blocks(self._compute)
         self.started: collections.deque[int] = collections.deque(maxlen=4)  # blocks whose model run began
 
     def _prefetch(self, b: int) -> None:
@@ -335,7 +220,7 @@ class _Filter:
             ab = self._stabilized_ab(b, frames, history)
         groups: dict[tuple[str, bool], list[int]] = {}
         for k, f in enumerate(frames):
-            key = (_matrix(f.props, h), _full_range(f.props, fin))
+            key = (matrix_of(f.props, h), full_range(f.props, fin))
             groups.setdefault(key, []).append(k)
         result: list = [None] * len(frames)
         for (matrix, full), idx in groups.items():
@@ -370,9 +255,9 @@ class _Filter:
         out = [None] * len(frames)
         for k, f in enumerate(frames):
             if self.fin.color_family == vs.RGB:
-                out[k] = color.luma(self._rgb([f]), _matrix(f.props, h))
+                out[k] = color.luma(self._rgb([f]), matrix_of(f.props, h))
             else:
-                out[k] = self._luma([f], _full_range(f.props, self.fin))
+                out[k] = self._luma([f], full_range(f.props, self.fin))
         return torch.cat(out)
 
     def _small(self, first: int, frames, start: int | None = None) -> np.ndarray:
@@ -392,7 +277,7 @@ class _Filter:
         """The working-size luma of frames ``first`` ... from their luma ``y`` (N,1,H,W, on the CPU:
         the same numbers whichever path reads a frame first), remembered per frame number."""
         size = working_shape(self.src.height, self.src.width, self.colorizer.spec.working_size)
-        small = self.colorizer._small(y, size)
+        small = self.colorizer.working_luma(y, size)
         for k, plane in enumerate(small):
             self.smalls.put(first + k, plane)
         return small
@@ -473,10 +358,8 @@ class _Filter:
         hist = list(history[len(history) - (s - lo):]) if s > lo else []
         allf = hist + list(frames)  # source frames lo .. block end
         cuts = [bool(int(f.props.get("_SceneChangePrev", 0))) for f in allf]
-        g = max(0, (s - K) // K * K)
-        r = max([g] + [lo + k for k in range(g - lo, s - lo + 1) if cuts[k]])
-        with self.stab_lock:
-            stab = self.stab_chains.pop((r, s), None)
+        r = restart_point(s, K, K, lo, cuts)
+        stab = self.stab_chains.take(r, s)
         start = s if stab is not None else r
         stab = stab or Stabilizer(detector=None)
         q0 = start // B * B
@@ -485,10 +368,7 @@ class _Filter:
         # the detector's answers come from the frames before the restart too, as in one long run
         flags = [c or d for c, d in zip(cuts[start - lo:], self._detected(lo, allf, start))]
         out = stab.run(self._small(lo, allf, start), ab.numpy(), flags)
-        with self.stab_lock:
-            self.stab_chains[(r, s + len(frames))] = stab
-            while len(self.stab_chains) > _MAX_PENDING_BLOCKS:
-                self.stab_chains.popitem(last=False)
+        self.stab_chains.keep(r, s + len(frames), stab)
         return torch.from_numpy(np.stack(out[len(out) - len(frames):]))
 
     def _recurrent_ab(self, b: int, frames, history) -> torch.Tensor:
@@ -499,11 +379,10 @@ class _Filter:
         lo = max(0, s - self.history)
         allf = (list(history[len(history) - (s - lo):]) if s > lo else []) + list(frames)
         cuts = [bool(int(f.props.get("_SceneChangePrev", 0))) for f in allf]
-        g = max(0, (s - W) // K * K)
-        r = max([g] + [lo + k for k in range(g - lo, s - lo + 1) if cuts[k]])
-        twin = copy.copy(self.colorizer)
+        r = restart_point(s, K, W, lo, cuts)
+        twin = self.colorizer.fresh()
         with self.model_lock:
-            state = self.chains.pop((r, s), None)
+            state = self.chains.take(r, s)
             if state is None:  # from the restart point; the detector sees the frames before it
                 twin.recurrence = Recurrence()
                 first = max(0, r - self.lookback)
@@ -516,9 +395,7 @@ class _Filter:
             if b not in self.started:
                 self._prefetch(b)
             ab = twin.predict_ab(self._lumas(run).to(self.colorizer.device), run_cuts).to("cpu", torch.float32)
-            self.chains[(r, s + len(frames))] = copy.deepcopy(twin.recurrence)
-            while len(self.chains) > _MAX_PENDING_BLOCKS:
-                self.chains.popitem(last=False)
+            self.chains.keep(r, s + len(frames), copy.deepcopy(twin.recurrence))
         return ab[len(ab) - len(frames):]
 
     def _chroma_of_ab(self, ab: torch.Tensor, y: torch.Tensor, size, matrix: str) -> torch.Tensor:
@@ -548,39 +425,12 @@ class _Filter:
         for p, plane in enumerate(planes, start=first):
             np.copyto(np.asarray(fout[p]), plane)
         rgb = self.fout.color_family == vs.RGB
-        _set_props(fout, src.props, matrix, rgb, True if rgb else full, self.name, copy_props=blank is not None)
+        set_props(fout, src.props, matrix, rgb, True if rgb else full, self.name, copy_props=blank is not None)
         return fout
 
 
 def _swallow(fut) -> None:
     fut.exception()  # a prefetch's error shows again when the frame itself is asked for
-
-
-def _per_block(c: vs.VideoNode, batch: int, n: int) -> vs.VideoNode:
-    """``c`` (one frame per block) shown on each of its block's frames, cut or padded to ``n`` frames."""
-    if batch > 1:
-        c = core.std.Interleave([c] * batch, modify_duration=False)
-    if c.num_frames < n:
-        c = c + c[-1] * (n - c.num_frames)
-    return c[:n]
-
-
-def _every(c: vs.VideoNode, batch: int, offset: int) -> vs.VideoNode:
-    """Frames offset, offset + batch, ... of ``c`` (SelectEvery refuses a cycle of 1)."""
-    return c[offset:] if batch == 1 else c.std.SelectEvery(cycle=batch, offsets=offset, modify_duration=False)
-
-
-def _block_clips(src: vs.VideoNode, batch: int) -> list[vs.VideoNode]:
-    """Clip i shows, at frame n, source frame n // batch * batch + i (the last frame past the end)."""
-    n = src.num_frames
-    return [_per_block(_every(src, batch, i), batch, n) for i in range(min(batch, n))]
-
-
-def _history_clips(src: vs.VideoNode, batch: int, history: int) -> list[vs.VideoNode]:
-    """Clip j shows, at frame n, source frame s - history + j with s = n // batch * batch (frame 0 before the start)."""
-    n = src.num_frames
-    padded = src[0] * history + src
-    return [_per_block(_every(padded[j:], batch, 0), batch, n) for j in range(history)]
 
 
 def _temporal_window(temporal) -> int:
@@ -591,73 +441,12 @@ def _temporal_window(temporal) -> int:
         from vidcolor.temporal import warmup_frames
 
         return warmup_frames()
-    raise _error(f"temporal={temporal!r}: use None (each frame alone) or 'stabilize' (True is the same)")
+    raise vs_error(f"temporal={temporal!r}: use None (each frame alone) or 'stabilize' (True is the same)")
 
 
 # --------------------------------------------------------------------------
 # the public function
 # --------------------------------------------------------------------------
-
-
-def _same_sample_type(family, fmt: vs.VideoFormat, ss=(0, 0)) -> vs.VideoFormat:
-    return core.query_video_format(family, fmt.sample_type, fmt.bits_per_sample, *ss)
-
-
-def _resolve_output(fin: vs.VideoFormat, output) -> tuple[vs.VideoFormat, vs.VideoFormat | None]:
-    """(native output format the filter writes, final format to convert to or None)."""
-    if fin.color_family == vs.RGB:
-        native = fin
-    elif fin.color_family == vs.YUV:
-        native = fin
-    else:  # GRAY: RGB by default, YUV 4:4:4 (Y kept) when YUV is asked for
-        native = _same_sample_type(vs.RGB, fin)
-    if output is None:
-        return native, None
-    if isinstance(output, str):
-        want = output.lower()
-        if want not in ("rgb", "yuv"):
-            raise _error(f"output={output!r}: use None (the input's family), 'rgb', 'yuv' or a VapourSynth "
-                         "format such as vs.YUV420P10")
-        family = vs.RGB if want == "rgb" else vs.YUV
-        if fin.color_family == vs.GRAY:
-            native = _same_sample_type(family, fin)
-            return native, None
-        if family == fin.color_family:
-            return native, None
-        return native, _same_sample_type(family, fin)
-    try:
-        final = core.get_video_format(output)
-    except (vs.Error, TypeError, ValueError):
-        raise _error(f"output={output!r} is not a VapourSynth format; pass e.g. vs.YUV420P8, vs.RGB24, "
-                     "'rgb' or 'yuv'") from None
-    if final.color_family not in (vs.RGB, vs.YUV):
-        raise _error(f"output={final.name}: choose a YUV or RGB format (a gray output would drop the colour)")
-    if fin.color_family == vs.GRAY:
-        native = _same_sample_type(final.color_family, fin)
-    return native, (None if final.id == native.id else final)
-
-
-def _check_input(clip) -> None:
-    if not isinstance(clip, vs.VideoNode):
-        raise _error(f"clip must be a VideoNode, not {type(clip).__name__}; pass e.g. core.bs.VideoSource('film.mkv')")
-    fmt = clip.format
-    if fmt is None or fmt.color_family == vs.UNDEFINED:
-        raise _error("the clip has a variable format; convert it to one format first, e.g. "
-                     "core.resize.Bicubic(clip, format=vs.YUV420P8)")
-    if clip.width == 0 or clip.height == 0:
-        raise _error("the clip has a variable frame size; give it one size first, e.g. "
-                     "core.resize.Bicubic(clip, width=1920, height=1080)")
-    if fmt.color_family not in (vs.GRAY, vs.YUV, vs.RGB):
-        raise _error(f"{fmt.name}: unsupported colour family; convert to GRAY, YUV or RGB first")
-    if fmt.sample_type == vs.INTEGER and not 8 <= fmt.bits_per_sample <= 16:
-        raise _error(f"{fmt.name}: integer samples of {fmt.bits_per_sample} bits are not supported; "
-                     "convert to 8..16 bits, e.g. core.resize.Point(clip, format=vs.YUV420P16)")
-    if fmt.sample_type == vs.FLOAT and fmt.bits_per_sample not in (16, 32):
-        raise _error(f"{fmt.name}: use half (16-bit) or single (32-bit) float samples")
-    if fmt.color_family == vs.RGB and (fmt.subsampling_w or fmt.subsampling_h):
-        raise _error(f"{fmt.name}: subsampled RGB is not supported")
-    if clip.num_frames < 1:
-        raise _error("the clip has no frames")
 
 
 def colorize(clip: vs.VideoNode, model: str = "default", weights: str | os.PathLike | None = None,
@@ -721,36 +510,35 @@ def colorize(clip: vs.VideoNode, model: str = "default", weights: str | os.PathL
         (e.g. ``vs.YUV420P10``), reached with ``core.resize`` after colorizing.
     :return: the colorized clip, same length, size and frame rate.
     """
-    _check_input(clip)
+    check_input(clip)
     window = _temporal_window(temporal)  # validates temporal= before loading anything
     if batch is not None and (not isinstance(batch, int) or batch < 1):
-        raise _error(f"batch={batch!r}: give a whole number of frames >= 1, e.g. batch=8")
+        raise vs_error(f"batch={batch!r}: give a whole number of frames >= 1, e.g. batch=8")
     if not isinstance(device, str):
-        raise _error(f"device={device!r}: use 'auto', 'cpu' or 'cuda[:N]'")
-    native, final = _resolve_output(clip.format, output)
+        raise vs_error(f"device={device!r}: use 'auto', 'cpu' or 'cuda[:N]'")
+    native, final = resolve_output(clip.format, output)
     try:
         from vidcolor.runtime import Runtime
 
         colorizer, model_lock = _load(model, weights, device, dtype, batch or Runtime.batch)
     except VidcolorError as exc:
-        raise _error(_vs_wording(str(exc))) from None
+        raise vs_error(vs_wording(str(exc))) from None
     if window and colorizer.temporal:
-        raise _error(f"model={model!r} already conditions each frame on the previous one; "
+        raise vs_error(f"model={model!r} already conditions each frame on the previous one; "
                      "leave temporal=None with it")
     if hints is not None:
         from vidcolor.hints import Hints
 
         try:
-            if not getattr(colorizer.model, "takes_hints", False):
-                raise _error(f"model={model!r} takes no colour hints; use model='siggraph17' with hints=")
+            if not colorizer.spec.takes_hints:
+                raise vs_error(f"model={model!r} takes no colour hints; use model='siggraph17' with hints=")
             hints = hints if isinstance(hints, Hints) else Hints.load(hints)
         except VidcolorError as exc:
-            raise _error(_vs_wording(str(exc))) from None
-        colorizer = copy.copy(colorizer)  # the loaded model is shared; the hints are this node's
-        colorizer.hints = hints
+            raise vs_error(vs_wording(str(exc))) from None
+        colorizer = colorizer.fresh(hints=hints)  # the loaded model is shared; the hints are this node's
     b = colorizer.runtime.batch
     filt = _Filter(colorizer, model_lock, clip, native, colorizer.name, b, window)
-    clips = _block_clips(clip, b) + (_history_clips(clip, b, filt.history) if filt.history else [])
+    clips = block_clips(clip, b) + (history_clips(clip, b, filt.history) if filt.history else [])
     if native.id == clip.format.id:
         base = clip
     else:
@@ -758,16 +546,7 @@ def colorize(clip: vs.VideoNode, model: str = "default", weights: str | os.PathL
         clips = [base] + clips
     out = core.std.ModifyFrame(base, clips, filt.select)
     if final is not None:
-        out = _convert(out, final, clip)
+        out = convert(out, final, clip)
     return out
 
 
-def _convert(out: vs.VideoNode, final: vs.VideoFormat, src: vs.VideoNode) -> vs.VideoNode:
-    """``core.resize`` to ``final``, reading the matrix and range the filter wrote in each frame."""
-    if not (final.color_family == vs.YUV and out.format.color_family == vs.RGB):
-        return out.resize.Bicubic(format=final.id)
-    # RGB -> YUV needs a matrix: the one each frame's luma was read with (the source frame's).
-    rng = vs.RANGE_LIMITED if final.sample_type == vs.INTEGER else vs.RANGE_FULL
-    nodes = {name: out.resize.Bicubic(format=final.id, matrix=code, range=rng)
-             for name, code in MATRIX_OF_NAME.items()}
-    return core.std.FrameEval(nodes["bt709"], lambda n, f: nodes[_matrix(f.props, src.height)], prop_src=src)

@@ -154,3 +154,22 @@ def test_collaborators_private_parts_stay_private():
              and isinstance(node.value, ast.Attribute) and isinstance(node.value.value, ast.Name)
              and node.value.value.id == "self"]
     assert not wrong, "\n".join(wrong)
+
+
+def test_the_checkout_sees_the_filter_as_installed():
+    """From inside a clone the clone's vidcolor/ comes first on sys.path and shadows the installed copy, whose
+    vidcolor.plugins pyproject.toml maps from plugins/: `python -m pytest` and the README's snippet run there
+    must still find it. `-S` with site-packages on PYTHONPATH: the dependencies without any editable-install
+    hook, as after `pip install .`."""
+    import subprocess
+    import sys
+    import sysconfig
+
+    env = {"PYTHONPATH": sysconfig.get_paths()["purelib"], "PATH": "/usr/bin:/bin", "HOME": str(ROOT)}
+    code = "import vidcolor.plugins.vs as v; print(v.__file__)"
+    run = subprocess.run([sys.executable, "-S", "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == str(ROOT / "plugins" / "vs.py")
+    run = subprocess.run([sys.executable, "-S", "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                          "tests/test_vapoursynth.py"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert run.returncode == 0 and "tests collected" in run.stdout, run.stdout[-2000:] + run.stderr[-2000:]

@@ -16,7 +16,9 @@ HEAVY = {"ddcolor-large"}
 def test_model_forward_decode_loss(name, tmp_path):
     spec = get_model(name)
     model = spec.build()
-    assert sum(p.numel() for p in model.parameters()) == spec.params  # the registry's fact is the network's
+    # the registry's facts are the network's: nothing builds a network to ask them
+    assert sum(p.numel() for p in model.parameters()) == spec.params
+    assert (spec.temporal, spec.takes_hints) == (getattr(model, "temporal", False), getattr(model, "takes_hints", False))
     torch.manual_seed(0)
     l = torch.rand(2, 1, 64, 48) * 100
     ab_true = (torch.rand(2, 2, 64, 48) - 0.5) * 100

@@ -7,8 +7,9 @@ their inputs to luma tensors and the chroma back.
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import os
+import pathlib
 from typing import Sequence
 
 import numpy as np
@@ -17,8 +18,9 @@ import torch.nn.functional as F
 
 from . import color
 from .errors import InvalidInput, OutOfMemory
-from .models import get_model
+from .models import ModelSpec, get_model
 from .runtime import Runtime
+from .temporal import Recurrence, Stabilizer
 from .weights import chroma_gain, load_model, weights_path
 
 
@@ -81,42 +83,58 @@ def check_frame_size(width: int, height: int, what) -> None:
                            f"{width * height} to allow it")
 
 
-class Colorizer:
-    #: a `vidcolor.temporal.Stabilizer` the predictions go through, frame after frame, or None.
-    stabilizer = None
-    #: a temporal model's previous-frame state (`vidcolor.temporal.Recurrence`), or None.
-    recurrence = None
-    #: user colour hints (`vidcolor.hints.Hints`) for a model that takes them, or None.
-    hints = None
-    #: frames predicted since `reset`: the frame number hints refer to.
-    frame = 0
-    #: frames per network call since the device ran out of memory at more (None: the whole batch).
-    chunk: int | None = None
+@dataclasses.dataclass(frozen=True, eq=False)
+class Network:
+    """A loaded model and what it was loaded with: shared by the colorizers of several videos."""
 
-    def __init__(self, model: str = "default", weights: str | os.PathLike | None = None,
-                 runtime: Runtime = Runtime(), saturation: float = 1.0, hints=None):
+    spec: ModelSpec
+    model: torch.nn.Module
+    runtime: Runtime
+    weights_file: pathlib.Path | None
+    #: the trainer's calibration of the weights times the user's saturation.
+    gain: float
+
+    @classmethod
+    def load(cls, model: str = "default", weights: str | os.PathLike | None = None,
+             runtime: Runtime = Runtime(), saturation: float = 1.0) -> "Network":
         if not 0.0 <= saturation <= MAX_SATURATION:  # NaN fails too
             raise InvalidInput(f"--saturation {saturation}: give a number from 0 (gray) to {MAX_SATURATION:g} "
                                "(1 keeps the weights' own colour)")
-        self.spec = get_model(model)
-        self.name = self.spec.name
-        self.runtime = runtime
-        self.device = runtime.torch_device
+        spec = get_model(model)
         runtime.configure_threads()
-        self.model = fuse_conv_bn(load_model(model, weights, runtime))
-        # The trainer's calibration of the weights, times the user's own taste.
-        self.weights_file = weights_path(self.spec, weights)
-        self.gain = chroma_gain(self.weights_file) * saturation
-        if self.device.type == "cpu":
-            self.model = self.model.to(memory_format=torch.channels_last)
-        if self.temporal:
-            from .temporal import Recurrence
+        net = fuse_conv_bn(load_model(model, weights, runtime))
+        if runtime.torch_device.type == "cpu":
+            net = net.to(memory_format=torch.channels_last)
+        weights_file = weights_path(spec, weights)
+        return cls(spec, net, runtime, weights_file, chroma_gain(weights_file) * saturation)
 
-            self.recurrence = Recurrence()
-        if hints is not None:
-            if not getattr(self.model, "takes_hints", False):
-                raise InvalidInput(f"model {model!r} takes no colour hints; use --model siggraph17 with --hints")
-            self.hints = hints
+
+class Colorizer:
+    """A `Network` and the state of one video: its stabilizer, a temporal model's history, hints, frame count.
+
+    Loading a model is the slow part; `fresh` and `stabilized` give new colorizers for other videos
+    (or other settings) that share the loaded network.
+    """
+
+    def __init__(self, model: str = "default", weights: str | os.PathLike | None = None,
+                 runtime: Runtime = Runtime(), saturation: float = 1.0, hints=None, *,
+                 network: Network | None = None, stabilizer: Stabilizer | None = None):
+        self.network = network if network is not None else Network.load(model, weights, runtime, saturation)
+        self.spec, self.name = self.network.spec, self.network.spec.name
+        self.model, self.runtime, self.device = self.network.model, self.network.runtime, self.network.runtime.torch_device
+        self.weights_file, self.gain = self.network.weights_file, self.network.gain
+        #: the `Stabilizer` the predictions go through, frame after frame (`--stabilize`), or None.
+        self.stabilizer: Stabilizer | None = stabilizer
+        #: a temporal model's previous-frame state, or None.
+        self.recurrence: Recurrence | None = Recurrence() if self.temporal else None
+        if hints is not None and not self.spec.takes_hints:
+            raise InvalidInput(f"model {self.name!r} takes no colour hints; use --model siggraph17 with --hints")
+        #: user colour hints (`vidcolor.hints.Hints`) for a model that takes them, or None.
+        self.hints = hints
+        #: frames predicted since `reset`: the frame number hints refer to.
+        self.frame = 0
+        #: frames per network call since the device ran out of memory at more (None: the whole batch).
+        self.chunk: int | None = None
 
     @property
     def summary(self) -> str:
@@ -128,27 +146,21 @@ class Colorizer:
     @property
     def temporal(self) -> bool:
         """Whether the model takes the previous coloured frame: frames must come in display order."""
-        return bool(getattr(self.model, "temporal", False))
+        return self.spec.temporal
 
-    def fresh(self) -> "Colorizer":
-        """A twin sharing the loaded model, with the temporal state (if any) of a new video."""
-        from .temporal import Recurrence, Stabilizer
-
-        twin = copy.copy(self)
-        if self.recurrence is not None:
-            twin.recurrence = Recurrence()
-        if self.stabilizer is not None:
-            twin.stabilizer = Stabilizer()
+    def fresh(self, hints=None) -> "Colorizer":
+        """A colorizer of a new video sharing the loaded network, with this one's settings (stabilized or not,
+        the hints, or ``hints`` given here)."""
+        twin = Colorizer(network=self.network, hints=hints if hints is not None else self.hints,
+                         stabilizer=Stabilizer() if self.stabilizer is not None else None)
+        twin.chunk = self.chunk
         return twin
 
-    def stabilized(self, stabilizer=None) -> "Colorizer":
-        """A twin sharing the loaded model whose colour is steadied over time (`--stabilize`).
+    def stabilized(self, stabilizer: Stabilizer | None = None) -> "Colorizer":
+        """A colorizer sharing the loaded network whose colour is steadied over time (`--stabilize`).
 
-        Its frames must come in display order, one video at a time; `reset`
-        starts a new video.
+        Its frames must come in display order, one video at a time; `reset` starts a new video.
         """
-        from .temporal import Stabilizer
-
         twin = self.fresh()
         twin.stabilizer = stabilizer if stabilizer is not None else Stabilizer()
         return twin
@@ -164,13 +176,13 @@ class Colorizer:
         if self.stabilizer is None and self.recurrence is None:
             return
         size = working_shape(*y.shape[-2:], self.spec.working_size)
-        small = self._small(y, size)
+        small = self.working_luma(y, size)
         for state in (self.stabilizer, self.recurrence):
             if state is not None:
                 state.prime(small)
 
     @staticmethod
-    def _small(y: torch.Tensor, size) -> np.ndarray:
+    def working_luma(y: torch.Tensor, size) -> np.ndarray:
         """Luma at the working size for the detectors and the flow: their cost does not grow with the video's."""
         return F.interpolate(y.float(), size=size, mode="area")[:, 0].to("cpu", torch.float32).numpy()
 
@@ -189,7 +201,7 @@ class Colorizer:
             frames = range(self.frame, self.frame + y.shape[0])
         self.frame += y.shape[0]
         size = working_shape(*y.shape[-2:], self.spec.working_size)
-        y_small = self._small(y, size) if self.stabilizer is not None or self.recurrence is not None else None
+        y_small = self.working_luma(y, size) if self.stabilizer is not None or self.recurrence is not None else None
         if self.stabilizer is not None:
             cuts, exposure = self.stabilizer.prepare(y_small, cuts)
         y_model = color.resize(y.float(), size)

@@ -31,6 +31,8 @@ class ModelSpec:
     weights_hint: str | None = None
     #: takes the previous coloured frame: frames must be given in order (``model.temporal``).
     temporal: bool = False
+    #: takes user colour hints (points of ab) as extra inputs (``model.takes_hints``).
+    takes_hints: bool = False
     #: the ImageNet encoder training starts from (`vidcolor.training.pretrained`), or None.
     backbone: str | None = None
 
@@ -41,11 +43,13 @@ DEFAULT_MODEL = "lite_unet"
 
 
 def register_model(name: str, *, params: int, working_size: int, weights: str | None, summary: str,
-                   weights_hint: str | None = None, temporal: bool = False, backbone: str | None = None):
+                   weights_hint: str | None = None, temporal: bool = False, takes_hints: bool = False,
+                   backbone: str | None = None):
     def wrap(build: Callable[..., torch.nn.Module]):
         if name in _MODELS:
             raise ValueError(f"model {name!r} is registered twice")
-        _MODELS[name] = ModelSpec(name, build, working_size, params, weights, summary, weights_hint, temporal, backbone)
+        _MODELS[name] = ModelSpec(name, build, working_size, params, weights, summary, weights_hint, temporal,
+                                  takes_hints, backbone)
         return build
 
     return wrap

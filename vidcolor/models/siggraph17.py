@@ -126,7 +126,7 @@ class SIGGRAPH17(nn.Module):
         return F.smooth_l1_loss(ab_pred.float(), ab.float().to(ab_pred.device), beta=1.0)
 
 
-@register_model("siggraph17", params=34_187_027, working_size=256, weights=None,
+@register_model("siggraph17", params=34_187_027, working_size=256, weights=None, takes_hints=True,
                 summary="Zhang et al. 2017, user-guided, official architecture and checkpoint layout",
                 weights_hint="the official siggraph17-df00044c.pth of github.com/richzhang/colorization: "
                              "https://colorizers.s3.us-east-2.amazonaws.com/siggraph17-df00044c.pth")
