@@ -442,7 +442,7 @@ def test_stabilized_colorizer_feeds_the_model_deflickered_luma(colorizer):
     frames, _ = shots(lengths=(16,), flicker=0.2, seed=1)
     y = torch.from_numpy(np.stack(frames))[:, None]
     stab = colorizer.stabilized()
-    flags, affine = Stabilizer().prepare(stab._small(y, (72, 96)))
+    flags, affine = Stabilizer().prepare(stab.working_luma(y, (72, 96)))
     deflickered = colorizer.predict_ab(y, exposure=affine)
     raw = colorizer.predict_ab(y)
     assert not torch.equal(deflickered, raw)

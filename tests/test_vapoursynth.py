@@ -502,7 +502,7 @@ def test_stabilize_deflickers_like_the_cli():
     ys = np.stack([f[0] for f in _render(src, range(n), 1)])
     y = luma_unit(ys, 8, False)
     twin = Colorizer("default", None, Runtime(device="cpu", batch=8)).stabilized()
-    _, affine = Stabilizer().prepare(twin._small(y, working_shape(H, W, twin.spec.working_size)))
+    _, affine = Stabilizer().prepare(twin.working_luma(y, working_shape(H, W, twin.spec.working_size)))
     assert np.abs(np.log(affine[:, 0])).max() > 0.05  # the deflicker did correct these frames
     for s in range(0, n, 8):
         codes = chroma_codes(twin.chroma(y[s:s + 8], (H // 2, W // 2), "bt601"), 8, False)
