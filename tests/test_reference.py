@@ -1,0 +1,155 @@
+"""Reference-guided colour (issue 18): a colour picture carried through the shot it matches.
+
+Real pictures made here with a known colour, the shipped model, real flow; no mocks.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from vidcolor.errors import InvalidInput
+from vidcolor.colorizer import colorize_clip
+from vidcolor.temporal.reference import MIN_MATCH, FeatureExtractor, ReferenceGuide, ReferenceTrack, ReferenceWarning, load_reference
+
+
+def colour_scene(n: int, h: int = 96, w: int = 128, step: int = 2, seed: int = 0, start: int = 0) -> list[np.ndarray]:
+    """RGB uint8 frames of a colour scene panning right by ``step`` px a frame.
+
+    A large canvas of textured patches with strong colours a gray-only model cannot guess (purple
+    grass, green sky...): the colour of every frame is known, and only a reference can give it.
+    """
+    rng = np.random.default_rng(seed)
+    ch, cw = h, w + step * (n + start) + 8
+    texture = cv2.GaussianBlur(rng.normal(0.5, 0.25, (ch, cw)).astype(np.float32), (0, 0), 1.5)
+    blocks = cv2.resize(rng.uniform(0, 1, (3, cw // 24 + 1)).astype(np.float32), (cw, ch),
+                        interpolation=cv2.INTER_NEAREST)
+    hue = (blocks * 179).astype(np.uint8)
+    hsv = np.stack([hue, np.full_like(hue, 220), np.clip(texture * 180 + 50, 0, 255).astype(np.uint8)], -1)
+    canvas = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    return [np.ascontiguousarray(canvas[:, (start + i) * step:(start + i) * step + w]) for i in range(n)]
+
+
+def ab_error(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean Lab ab distance of two RGB uint8 pictures."""
+    la = cv2.cvtColor(a.astype(np.float32) / 255, cv2.COLOR_RGB2Lab)
+    lb = cv2.cvtColor(b.astype(np.float32) / 255, cv2.COLOR_RGB2Lab)
+    return float(np.sqrt(((la[..., 1:] - lb[..., 1:]) ** 2).sum(-1)).mean())
+
+
+def luma_of(rgb: np.ndarray) -> np.ndarray:
+    return rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+
+
+def test_reference_of_frame_0_carries_its_colour_through_the_shot(colorizer):
+    frames = colour_scene(8)
+    plain = colorizer.colorize_rgb([f.copy() for f in frames])
+    out = colorize_clip(colorizer, [f.copy() for f in frames], [frames[0]])
+    err_plain = np.mean([ab_error(f, o) for f, o in zip(frames[1:], plain[1:])])
+    err_ref = [ab_error(f, o) for f, o in zip(frames[1:], out[1:])]
+    assert err_plain > 25  # the model cannot know these colours
+    assert max(err_ref) < err_plain / 3, (err_ref, err_plain)
+    # the luma is the input's (to 8-bit rounding of the colour conversion)
+    for f, o in zip(frames, out):
+        assert np.abs(luma_of(f) - luma_of(o)).max() < 2.5
+        assert o.dtype == np.uint8 and o.shape == f.shape
+
+
+def test_reference_of_the_last_frame_colours_the_frames_before_it(colorizer):
+    frames = colour_scene(8, seed=1)
+    plain = colorizer.colorize_rgb([f.copy() for f in frames])
+    out = colorize_clip(colorizer, [f.copy() for f in frames], [frames[-1]])
+    before_ref = [ab_error(f, o) for f, o in zip(frames[:-1], out[:-1])]
+    before_plain = [ab_error(f, o) for f, o in zip(frames[:-1], plain[:-1])]
+    assert max(before_ref) < np.mean(before_plain) / 3, (before_ref, before_plain)
+
+
+def test_a_photo_of_the_same_scene_in_another_framing_gives_colour_by_content(colorizer):
+    """Reference: the same scene panned far (no overlap with flow's reach) and another aspect ratio."""
+    frames = colour_scene(6, seed=2)
+    wide = colour_scene(1, w=160, seed=2, start=14)[0]  # 28 px further right, 160 wide
+    plain = colorizer.colorize_rgb([f.copy() for f in frames])
+    with pytest.warns(ReferenceWarning, match="aspect ratio"):
+        out = colorize_clip(colorizer, [f.copy() for f in frames], [wide])
+    err_ref = np.mean([ab_error(f, o) for f, o in zip(frames, out)])
+    err_plain = np.mean([ab_error(f, o) for f, o in zip(frames, plain)])
+    assert err_ref < err_plain * 0.6, (err_ref, err_plain)
+
+
+def test_a_reference_serves_only_the_shot_it_matches(colorizer):
+    shot_a = colour_scene(6, seed=3)
+    shot_b = colour_scene(6, seed=4)
+    frames = shot_a + shot_b
+    plain = colorizer.colorize_rgb([f.copy() for f in frames[:8]]) + colorizer.colorize_rgb(
+        [f.copy() for f in frames[8:]])
+    out = colorize_clip(colorizer, [f.copy() for f in frames], [shot_b[2]])
+    err = [ab_error(f, o) for f, o in zip(frames, out)]
+    err_plain = [ab_error(f, o) for f, o in zip(frames, plain)]
+    # the second shot gets the reference's colour, backward to its first frame too
+    assert max(err[6:]) < np.mean(err_plain[6:]) / 3, (err[6:], err_plain[6:])
+    # the first shot (another scene) is the model's, steadied: not the reference's colours
+    assert np.mean(err[:6]) > 0.7 * np.mean(err_plain[:6]), (err[:6], err_plain[:6])
+
+
+def test_pinned_reference_frame(colorizer):
+    frames = colour_scene(6, seed=5)
+    # frame 3's colour pinned there: as found by content
+    pinned = colorize_clip(colorizer, [f.copy() for f in frames], [frames[3]], pinned=[3])
+    found = colorize_clip(colorizer, [f.copy() for f in frames], [frames[3]])
+    assert all(np.array_equal(a, b) for a, b in zip(pinned, found))
+    with pytest.warns(ReferenceWarning, match="not a frame of the film"):
+        out = colorize_clip(colorizer, [f.copy() for f in frames], [frames[3]], pinned=[99])
+    plain = colorizer.colorize_rgb([f.copy() for f in frames])
+    # unused: the model's colour (steadied), far from the reference's
+    assert np.mean([ab_error(f, o) for f, o in zip(frames, out)]) > 0.7 * np.mean(
+        [ab_error(f, o) for f, o in zip(frames, plain)])
+
+
+def test_gray_reference_warns_and_leaves_the_model_colour(colorizer):
+    frames = colour_scene(4, seed=6)
+    gray = np.repeat(luma_of(frames[0]).round().astype(np.uint8)[..., None], 3, axis=2)
+    with pytest.warns(ReferenceWarning, match="gray"):
+        out = colorize_clip(colorizer, [f.copy() for f in frames], [gray])
+    # not a gray film: the model's colour where the reference has none to give
+    assert np.mean([ab_error(o, np.repeat(luma_of(o).round().astype(np.uint8)[..., None], 3, 2)) for o in out]) > 3
+
+
+def test_a_reference_that_matches_nothing_is_a_warning_not_used():
+    scores = np.array([[0.2, 0.25, MIN_MATCH - 0.01]])
+    with pytest.warns(ReferenceWarning, match="matches no shot"):
+        plan = ReferenceGuide.plan(scores, [False, False, False], names=["key.png"])
+    assert plan == {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ReferenceGuide.plan(np.array([[0.2, 0.9, 0.6, 0.7]]), [False, False, True, False]) == {0: (0, 1)}
+
+
+def test_unreadable_reference_is_one_line_naming_the_file(tmp_path):
+    missing = tmp_path / "missing.png"
+    with pytest.raises(InvalidInput, match="missing.png: no such file") as err:
+        load_reference(missing)
+    assert "\n" not in str(err.value)
+    bad = tmp_path / "notes.png"
+    bad.write_text("not a picture")
+    with pytest.raises(InvalidInput, match="notes.png: not an image that can be read; save it as PNG") as err:
+        load_reference(bad)
+    assert "\n" not in str(err.value)
+    good = tmp_path / "key.png"
+    cv2.imwrite(str(good), np.dstack([np.full((8, 9), v, np.uint8) for v in (10, 20, 30)]))  # BGR on disk
+    rgb = load_reference(good)
+    assert rgb.shape == (8, 9, 3) and tuple(rgb[0, 0]) == (30, 20, 10)
+
+
+def test_non_finite_model_output_never_reaches_the_picture(colorizer):
+    frames = colour_scene(4, seed=7)
+    track = ReferenceTrack([frames[0]], FeatureExtractor(colorizer.model))
+    ys = [luma_of(f).astype(np.float32) / 255 for f in frames]
+    track.plan([np.stack(ys)])
+    feats = list(track.features(torch.from_numpy(np.stack(ys))[:, None]))
+    fresh = [np.full((2, 96, 128), np.nan, np.float32) for _ in frames]
+    out = track.run(range(4), ys, fresh, feats)
+    assert all(np.isfinite(o).all() for o in out)
