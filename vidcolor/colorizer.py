@@ -21,6 +21,7 @@ from .errors import InvalidInput, OutOfMemory
 from .models import ModelSpec, get_model
 from .runtime import Runtime
 from .temporal import Recurrence, Stabilizer
+from .temporal.reference import FeatureExtractor, ReferenceTrack
 from .weights import chroma_gain, load_model, weights_path
 
 
@@ -135,6 +136,8 @@ class Colorizer:
         self.frame = 0
         #: frames per network call since the device ran out of memory at more (None: the whole batch).
         self.chunk: int | None = None
+        #: reference pictures' colour carried through the shots they match (`referenced`), or None.
+        self.reference: ReferenceTrack | None = None
 
     @property
     def summary(self) -> str:
@@ -165,9 +168,41 @@ class Colorizer:
         twin.stabilizer = stabilizer if stabilizer is not None else Stabilizer()
         return twin
 
+    def referenced(self, references: list[np.ndarray], *, names: list[str] | None = None,
+                   pinned: list[int | None] | None = None) -> "Colorizer":
+        """A colorizer sharing the loaded network that carries the colour of ``references`` (RGB uint8 pictures)
+        through the shots they match (``--reference``), the model's colour steadied elsewhere.
+
+        Before its first frame, `plan_reference` must read the whole video's luma (twice at most); then
+        frames come in display order, one video at a time.
+        """
+        if self.temporal:
+            raise InvalidInput(f"--reference: model {self.name!r} colours from its own previous frame; "
+                               "use an image model (the default) with a reference")
+        twin = self.fresh()
+        twin.stabilizer = None  # the reference track steadies the model's colour itself
+        twin.reference = ReferenceTrack(references, FeatureExtractor(self.model, self.device), names=names,
+                                        pinned=pinned)
+        return twin
+
+    def plan_reference(self, read, warn: bool = True) -> None:
+        """Find the shots the references serve and carry their colour backward (`ReferenceTrack`).
+
+        ``read``: a callable returning a new iterator over the video's luma in batches ((N,1,H,W), 0..1),
+        the same frames that will be coloured; it is called once, or twice when a reference matches a
+        frame after its shot's start (the second read stops at the last matched frame).
+        """
+        def small(batches):
+            for y in batches:
+                yield self.working_luma(y, working_shape(*y.shape[-2:], self.spec.working_size))
+
+        self.reference.plan(small(read()), warn=warn)
+        if self.reference.needs_lookahead:
+            self.reference.prepare(small(read()))
+
     def reset(self) -> None:
         self.frame = 0
-        for state in (self.stabilizer, self.recurrence):
+        for state in (self.stabilizer, self.recurrence, self.reference):
             if state is not None:
                 state.reset()
 
@@ -212,6 +247,17 @@ class Colorizer:
         if self.device.type == "cpu":
             l = l.contiguous(memory_format=torch.channels_last)
         extra = self._hint_maps(frames, tuple(y.shape[-2:]), size) if self.hints is not None else ()
+        track = self.reference
+        if track is not None:
+            y_small = self.working_luma(y, size)
+            # the reference's features: the encoder's own maps of this very pass when it is the default model's
+            with track.features.capture(self.model) as found:
+                ab = self._network(l, extra) * self.gain
+            feats = list(torch.cat(found)) if found else [None] * len(y_small)
+            if not found and track.wants_features(frames):
+                feats = list(track.features(torch.from_numpy(y_small)[:, None]))
+            out = track.run(list(frames), y_small, ab.to("cpu", torch.float32).numpy(), feats)
+            return torch.from_numpy(np.stack(out)).to(ab.device)
         if self.recurrence is None:
             ab = self._network(l, extra) * self.gain
         else:
@@ -314,3 +360,23 @@ class Colorizer:
         out = color.ycbcr_to_rgb(y, cbcr) * peak
         out = out.round().permute(0, 2, 3, 1).to("cpu", torch.int32).numpy().astype(frames[0].dtype)
         return list(out)
+
+
+def colorize_clip(colorizer: Colorizer, frames: list[np.ndarray], references: list[np.ndarray], *,
+                  names: list[str] | None = None, pinned: list[int | None] | None = None,
+                  batch: int = 8) -> list[np.ndarray]:
+    """RGB uint8 frames (a short clip held in memory) coloured from their BT.601 luma with the colour of
+    ``references`` (RGB uint8) carried through the shots they match; see `Colorizer.referenced`."""
+    twin = colorizer.referenced(references, names=names, pinned=pinned)
+    peak = 65535.0 if frames and frames[0].dtype == np.uint16 else 255.0
+
+    def read():
+        for i in range(0, len(frames), batch):
+            rgb = torch.from_numpy(np.stack(frames[i:i + batch])).permute(0, 3, 1, 2).float() / peak
+            yield color.luma(rgb)
+
+    twin.plan_reference(read)
+    out: list[np.ndarray] = []
+    for i in range(0, len(frames), batch):
+        out += twin.colorize_rgb(frames[i:i + batch])
+    return out

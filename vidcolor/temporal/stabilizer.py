@@ -342,6 +342,15 @@ class Stabilizer:
         conf = np.exp(-(excess + diff * diff)) * inside
         return map_x, map_y, conf
 
+    def motion(self, prev_y: np.ndarray, cur_y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(map_x, map_y, confidence) that take ``prev_y``'s pixels onto ``cur_y``'s (two float lumas of one size):
+        ``cv2.remap(plane, map_x, map_y)`` carries a plane of the previous frame over, trusted by ``confidence``.
+
+        Steps 1, 2 and 4 of the class; the reference guide (`vidcolor.temporal.reference`) carries its colour
+        along the same motion, forward and backward through a shot.
+        """
+        return self._geometry(np.asarray(prev_y, np.float32), np.asarray(cur_y, np.float32))
+
     def _blend(self, cur: np.ndarray, fresh: np.ndarray, geometry, detected: bool) -> np.ndarray:
         """Steps 3 and 5 (or a reset when ``geometry`` is None); the new state."""
         if geometry is None:
