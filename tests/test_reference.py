@@ -153,3 +153,106 @@ def test_non_finite_model_output_never_reaches_the_picture(colorizer):
     fresh = [np.full((2, 96, 128), np.nan, np.float32) for _ in frames]
     out = track.run(range(4), ys, fresh, feats)
     assert all(np.isfinite(o).all() for o in out)
+
+
+# --------------------------------------------------------------------------
+# the command line
+# --------------------------------------------------------------------------
+
+
+def gray_video(path, frames: list[np.ndarray], rate: int = 24):
+    """A lossless (ffv1, yuv444p) video of the frames' BT.601 luma, neutral chroma, full range."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("ffv1", rate=rate)
+        s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv444p"
+        s.codec_context.color_range = 2
+        for f in frames:
+            y = np.clip(luma_of(f) + 0.5, 0, 255).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(np.stack([y, np.full_like(y, 128), np.full_like(y, 128)]),
+                                               format="yuv444p")
+            frame.color_range = 2
+            for p in s.encode(frame):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    return path
+
+
+def decoded_rgb(path) -> list[np.ndarray]:
+    import av
+
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+def vidcolor(capsys, *args) -> tuple[int, str]:
+    from vidcolor.cli import main
+
+    rc = main([str(a) for a in args])
+    return rc, capsys.readouterr().err
+
+
+def test_cli_reference_colours_the_shot_backward_and_forward(capsys, colorizer, tmp_path):
+    frames = colour_scene(8, seed=8)
+    src = gray_video(tmp_path / "film.mkv", frames)
+    key = tmp_path / "key.png"
+    cv2.imwrite(str(key), cv2.cvtColor(frames[4], cv2.COLOR_RGB2BGR))
+    rc, err = vidcolor(capsys, src, "--reference", key, "--codec", "ffv1", "-o", tmp_path / "out.mkv", "--quiet")
+    assert rc == 0, err
+    out = decoded_rgb(tmp_path / "out.mkv")
+    assert len(out) == 8
+    plain = colorizer.colorize_rgb([f.copy() for f in frames])
+    err_ref = [ab_error(f, o) for f, o in zip(frames, out)]
+    err_plain = np.mean([ab_error(f, o) for f, o in zip(frames, plain)])
+    # the frames before the keyframe (read ahead) as well as after it
+    assert max(err_ref) < err_plain / 3, (err_ref, err_plain)
+
+
+def test_cli_reference_bad_inputs_are_one_line(capsys, tmp_path):
+    frames = colour_scene(4, seed=9)
+    src = gray_video(tmp_path / "film.mkv", frames)
+    rc, err = vidcolor(capsys, src, "--reference", tmp_path / "nope.png", "-o", tmp_path / "a.mkv")
+    assert rc == 1 and err.strip().splitlines() == [err.strip()] and "nope.png: no such file" in err
+    assert not (tmp_path / "a.mkv").exists()
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"\xff\xd8 not really")
+    rc, err = vidcolor(capsys, src, "--reference", junk, "-o", tmp_path / "a.mkv")
+    assert rc == 1 and len(err.strip().splitlines()) == 1 and "junk.jpg: not an image" in err
+    key = tmp_path / "key.png"
+    cv2.imwrite(str(key), cv2.cvtColor(frames[0], cv2.COLOR_RGB2BGR))
+    rc, err = vidcolor(capsys, src, "--reference", key, "--reference-frame", "[1, 2]", "-o", tmp_path / "a.mkv")
+    assert rc == 1 and len(err.strip().splitlines()) == 1 and "--reference-frame [1, 2]" in err
+    rc, err = vidcolor(capsys, "-", "-o", "-", "--reference", key)
+    assert rc == 1 and "not a pipe" in err
+
+
+def test_cli_gray_reference_warns_in_one_line_and_still_colours(capsys, tmp_path):
+    frames = colour_scene(4, seed=10)
+    src = gray_video(tmp_path / "film.mkv", frames)
+    gray = tmp_path / "gray.png"
+    cv2.imwrite(str(gray), luma_of(frames[0]).round().astype(np.uint8))
+    rc, err = vidcolor(capsys, src, "--reference", gray, "--codec", "ffv1", "-o", tmp_path / "out.mkv", "--quiet")
+    assert rc == 0
+    lines = [line for line in err.splitlines() if "warning" in line]
+    assert len(lines) == 1 and "gray.png: the picture is gray" in lines[0], err
+    out = decoded_rgb(tmp_path / "out.mkv")
+    # the model's colour, not a gray film
+    assert np.mean([ab_error(o, np.repeat(luma_of(o).round().astype(np.uint8)[..., None], 3, 2)) for o in out]) > 3
+
+
+def test_cli_reference_preview_shows_reference_gray_and_result(capsys, tmp_path):
+    frames = colour_scene(6, seed=11)
+    src = gray_video(tmp_path / "film.mkv", frames)
+    key = tmp_path / "key.png"
+    cv2.imwrite(str(key), cv2.cvtColor(frames[0], cv2.COLOR_RGB2BGR))
+    rc, err = vidcolor(capsys, src, "--reference", key, "--preview", 2, "-o", tmp_path / "sheet.png", "--quiet")
+    assert rc == 0, err
+    sheet = cv2.imread(str(tmp_path / "sheet.png"))
+    tile_h = round(96 * 320 / 128)
+    assert sheet.shape == (2 * tile_h, 3 * 320, 3)
+    # middle column gray, right column coloured, left column the reference's colour
+    mid, right = sheet[:, 320:640].astype(int), sheet[:, 640:].astype(int)
+    assert np.abs(mid[..., 0] - mid[..., 2])[30:].mean() < 2
+    assert np.abs(right[..., 0] - right[..., 2])[30:].mean() > 10

@@ -74,6 +74,12 @@ def colorize_parser() -> argparse.ArgumentParser:
     p.add_argument("--hints", metavar="FILE",
                    help="colour hints for siggraph17: a JSON list of {frame, x, y, color} points, "
                         "or a PNG whose opaque pixels are hints on every frame")
+    p.add_argument("--reference", action="append", metavar="IMAGE",
+                   help="a colour picture of a frame (a keyframe coloured by hand) or of the scene: its colour is "
+                        "carried through the shot it matches best (repeatable)")
+    p.add_argument("--reference-frame", metavar="N",
+                   help="pin the references to frames: a number (one reference) or a JSON list, one per "
+                        "--reference, null for found by content")
     p.add_argument("--preview", type=int, metavar="N",
                    help="write a PNG contact sheet of N frames (grayscale beside colour, labelled with the time "
                         "and the model) instead of a video")
@@ -137,7 +143,51 @@ def _colorizer(args):
 
         hints = Hints.load(args.hints)
     colorizer = Colorizer(args.model, args.weights, _runtime(args), saturation=args.saturation, hints=hints)
+    if getattr(args, "reference", None):
+        from vidcolor.temporal.reference import load_reference
+
+        references = [load_reference(path) for path in args.reference]
+        return colorizer.referenced(references, names=list(args.reference),
+                                    pinned=_reference_frames(args.reference_frame, len(references)))
+    if getattr(args, "reference_frame", None) is not None:
+        raise InvalidInput("--reference-frame pins a --reference to a frame; give the picture with --reference")
     return colorizer.stabilized() if getattr(args, "stabilize", False) else colorizer
+
+
+def _reference_frames(text: str | None, count: int) -> list[int | None]:
+    """--reference-frame: N (one reference) or a JSON list of N or null, one per --reference."""
+    import json
+
+    if text is None:
+        return [None] * count
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    frames = value if isinstance(value, list) else [value]
+    if len(frames) != count or not all(f is None or (isinstance(f, int) and not isinstance(f, bool) and f >= 0)
+                                       for f in frames):
+        raise InvalidInput(f"--reference-frame {text}: give a frame number (0 or more) for one --reference, or a "
+                           f"JSON list of {count} numbers or null (found by content), e.g. [0, null]")
+    return frames
+
+
+def _with_reference_warnings(args, work):
+    """Run ``work()``; a reference's warnings (gray, another aspect, no match) become one line each."""
+    import warnings
+
+    from vidcolor.temporal.reference import ReferenceWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ReferenceWarning)
+        try:
+            return work()
+        finally:
+            for w in caught:
+                if issubclass(w.category, ReferenceWarning):
+                    print(f"vidcolor: warning: {w.message}", file=sys.stderr)
+                else:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 def run_colorize(argv) -> int:
@@ -146,6 +196,8 @@ def run_colorize(argv) -> int:
 
     args = colorize_parser().parse_args(argv)
     if args.input == "-":  # a YUV4MPEG2 pipe: stdin -> stdout
+        if args.reference:
+            raise InvalidInput("--reference reads the film twice before colouring it; give a file, not a pipe")
         if args.output not in (None, "-"):
             raise InvalidInput("`vidcolor -` reads YUV4MPEG2 on standard input and writes it on standard output; "
                                "use `vidcolor - -o -`")
@@ -170,9 +222,16 @@ def run_colorize(argv) -> int:
         what = "a contact sheet" if args.preview else "a still image"
         raise OutputError(f"{dst}: {what} is written as an image; give -o a name ending in .png (or .jpg, .tif)")
     colorizer = _colorizer(args)
+    if colorizer.reference is not None:
+        _with_reference_warnings(args, lambda: _plan_reference(args, colorizer, src, image))
     if args.preview:
         _say(args, colorizer.summary)
-        n = preview_sheet(src, dst, colorizer, args.preview, overwrite=args.overwrite, compare=args.compare)
+        if colorizer.reference is not None and not image:
+            from vidcolor.io.reference import reference_preview
+
+            n = reference_preview(src, dst, colorizer, args.preview, _encode_options(args), overwrite=args.overwrite)
+        else:
+            n = preview_sheet(src, dst, colorizer, args.preview, overwrite=args.overwrite, compare=args.compare)
         _say(args, f"wrote {dst} ({n} frames)")
     elif image:
         _say(args, colorizer.summary)
@@ -185,6 +244,23 @@ def run_colorize(argv) -> int:
         _damaged(args, stats.damage, f"the {stats.frames} frames that decode were written to {dst}")
         _say(args, f"wrote {dst}: {stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} fps)")
     return 0
+
+
+def _plan_reference(args, colorizer, src: pathlib.Path, image: bool) -> None:
+    """The passes over the input that find the shots the references serve (`Colorizer.plan_reference`)."""
+    if image:
+        import cv2
+        import numpy as np
+        import torch
+
+        gray = cv2.imdecode(np.fromfile(str(src), np.uint8), cv2.IMREAD_GRAYSCALE)
+        if gray is not None:  # else colorize_image says what is wrong with it
+            y = torch.from_numpy(gray)[None, None].float() / 255.0
+            colorizer.plan_reference(lambda: iter([y]))
+        return
+    from vidcolor.io.reference import plan_video
+
+    plan_video(colorizer, src, _encode_options(args))
 
 
 def _damaged(args, damage: str | None, kept: str) -> None:

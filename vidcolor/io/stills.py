@@ -168,3 +168,7 @@ def preview_sheet(src: pathlib.Path, dst: pathlib.Path, colorizer: Colorizer, co
     sheet = np.vstack([np.hstack(row[:columns]) for row in rows])
     write_image(dst, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), overwrite)
     return len(rows)
+
+
+#: the labelled tiles of contact sheets, for other sheets (the reference preview)
+label_tile = _label

@@ -360,7 +360,8 @@ class ReferenceGuide:
 
     @staticmethod
     def plan(scores: np.ndarray, cuts: list[bool], pinned: list[int | None] | None = None,
-             names: list[str] | None = None, warn: bool = True) -> dict[int, tuple[int, int]]:
+             names: list[str] | None = None, warn: bool = True,
+             usable: list[bool] | None = None) -> dict[int, tuple[int, int]]:
         """{shot start: (reference index, matched frame)} from each reference's per-frame match ``scores`` (R, N).
 
         A reference serves the shot holding its best-matching frame (or its pinned frame); one whose best
@@ -374,6 +375,8 @@ class ReferenceGuide:
             shot_of[s:] = k
         chosen: dict[int, tuple[int, int, float]] = {}
         for r in range(len(scores)):
+            if usable is not None and not usable[r]:
+                continue  # a gray reference: its own warning said so
             name = names[r] if names else f"reference {r + 1}"
             pin = pinned[r] if pinned else None
             if pin is not None:
@@ -473,7 +476,7 @@ class ReferenceTrack:
         for s in starts[1:]:
             cuts[s] = True
         plan = ReferenceGuide.plan(np.array(scores).reshape(len(self.sources), n), cuts, self.pinned, self.names,
-                                   warn=warn)
+                                   warn=warn, usable=[not ref.gray for ref in self.refs])
         ends = starts[1:] + [n]
         self.served = [Served(r, s, ends[starts.index(s)], m) for s, (r, m) in sorted(plan.items())]
         self.scores = scores
