@@ -242,6 +242,7 @@ def test_cli_gray_reference_warns_in_one_line_and_still_colours(capsys, tmp_path
     assert np.mean([ab_error(o, np.repeat(luma_of(o).round().astype(np.uint8)[..., None], 3, 2)) for o in out]) > 3
 
 
+@pytest.mark.slow
 def test_cli_reference_preview_shows_reference_gray_and_result(capsys, tmp_path):
     frames = colour_scene(6, seed=11)
     src = gray_video(tmp_path / "film.mkv", frames)
@@ -256,3 +257,33 @@ def test_cli_reference_preview_shows_reference_gray_and_result(capsys, tmp_path)
     mid, right = sheet[:, 320:640].astype(int), sheet[:, 640:].astype(int)
     assert np.abs(mid[..., 0] - mid[..., 2])[30:].mean() < 2
     assert np.abs(right[..., 0] - right[..., 2])[30:].mean() > 10
+
+
+def colour_video(path, frames: list[np.ndarray], rate: int = 24):
+    """A lossless colour video (ffv1, yuv444p) of RGB frames."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("ffv1", rate=rate)
+        s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv444p"
+        for f in frames:
+            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="yuv444p")):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    return path
+
+
+@pytest.mark.slow
+def test_eval_reference_middle_frame_gains_before_and_after(capsys, tmp_path):
+    import json
+
+    src = colour_video(tmp_path / "clip.mkv", colour_scene(7, seed=12))
+    rc, err = vidcolor(capsys, "eval", src, "--reference", "middle", "--out", tmp_path / "eval", "--quiet")
+    assert rc == 0, err
+    rows = {r["name"]: r for r in json.loads((tmp_path / "eval" / "clip-reference.json").read_text())["rows"]}
+    ref = rows["lite_unet+reference"]
+    assert json.loads((tmp_path / "eval" / "clip-reference.json").read_text())["reference_frame"] == 3
+    assert ref["gain_before"] > 3 and ref["gain_after"] > 3, ref
+    assert "lite_unet+stabilize" in rows and "| clip | 3 | lite_unet+reference |" in (
+        tmp_path / "eval" / "reference.md").read_text()

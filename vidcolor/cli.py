@@ -360,6 +360,9 @@ def run_eval(argv) -> int:
     p.add_argument("--damage", metavar="KINDS",
                    help="with --degrade, only these comma-separated kinds of damage (reports named "
                         "STEM-oldfilm-KIND+KIND): what each costs")
+    p.add_argument("--reference", metavar="FRAME",
+                   help="the original colour of this frame (first, middle or a number) as the reference: "
+                        "each model is scored alone, steadied and with the reference (reference.md in --out)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     names = args.model or [DEFAULT_MODEL]
@@ -373,6 +376,19 @@ def run_eval(argv) -> int:
     models = {n: Colorizer(n, w, runtime) for n, w in zip(names, weights)}
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.reference is not None:
+        if degrade is not None:
+            raise InvalidInput("--reference scores the clean clips; leave out --degrade")
+        from vidcolor.eval.reference import evaluate_reference, reference_table
+
+        results = [evaluate_reference(pathlib.Path(source), models, out, at=args.reference, batch=args.batch,
+                                      max_frames=args.max_frames, stabilize=True, progress=not args.quiet)
+                   for source in args.sources]
+        table = reference_table(results)
+        (out / "reference.md").write_text(table + "\n")
+        print(table)
+        return 0
+
     def colorizers() -> dict:
         # Fresh temporal state for each call: no colour carries over between videos or twins.
         runs = {n: c.fresh().colorize_rgb for n, c in models.items()}
