@@ -32,7 +32,8 @@ import numpy as np
 import torch
 
 from vidcolor.colorizer import Colorizer
-from vidcolor.io.engine import EncodeOptions, _layout, _to_planes, colorize_frames, colorize_video
+from vidcolor.io.engine import EncodeOptions, colorize_video
+from vidcolor.io.frames import colorize_frames, frame_layout, to_planes
 from vidcolor.runtime import Runtime
 
 W, H = 640, 480
@@ -75,8 +76,8 @@ def decode_only(path):
         stream.thread_type = "AUTO"
         lay = None
         for f in c.decode(stream):
-            lay = lay or _layout(stream, f, None)
-            frames.append(_to_planes(f, lay))
+            lay = lay or frame_layout(stream, f, None)
+            frames.append(to_planes(f, lay))
     return len(frames) / (time.perf_counter() - t), frames, lay
 
 

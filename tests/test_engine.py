@@ -469,9 +469,9 @@ def test_unwritable_output_is_an_output_error(colorizer, media, tmp_path):
 
 def test_bad_options_fail_before_any_file_is_made(colorizer, media, tmp_path):
     src = media("short.mkv", frames=6)
-    for opts in (EncodeOptions(pix_fmt="rgb24"), EncodeOptions(start=-1), EncodeOptions(duration=0)):
-        with pytest.raises(InvalidInput):
-            run(colorizer, src, tmp_path / "out.mkv", opts)
+    for opts in (dict(pix_fmt="rgb24"), dict(start=-1), dict(duration=0)):
+        with pytest.raises(InvalidInput):  # the window when the options are made, the rest when the job starts
+            run(colorizer, src, tmp_path / "out.mkv", EncodeOptions(**opts))
     with pytest.raises(InvalidInput, match="--codec no-such-codec"):
         run(colorizer, src, tmp_path / "out.mkv", EncodeOptions(codec="no-such-codec"))
     assert list(tmp_path.iterdir()) == []
@@ -506,6 +506,29 @@ def test_output_appears_only_when_complete(colorizer, media, tmp_path):
     last_partial = max(i for i, p in enumerate(partial) if p)
     assert not any(final[: last_partial + 1])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mkv"]
+
+
+def test_atomic_output_renames_when_complete_and_removes_the_temporary_file_otherwise(tmp_path):
+    """The one temp-and-rename of every writer (videos, stills, weights): whole or nothing."""
+    from vidcolor.atomic import atomic_output, partial_path
+
+    dst = tmp_path / "w.safetensors"
+    with atomic_output(dst, fsync=True) as tmp:
+        assert tmp == tmp_path / "w.safetensors.partial"
+        tmp.write_bytes(b"new")
+    assert dst.read_bytes() == b"new" and leftovers(tmp_path) == []
+    for error in (OSError, KeyboardInterrupt):
+        with pytest.raises(error), atomic_output(dst) as tmp:
+            tmp.write_bytes(b"half")
+            raise error
+        assert dst.read_bytes() == b"new" and leftovers(tmp_path) == []
+    clip = tmp_path / "clip.mkv"
+    with pytest.raises(OutputError, match="another program created this file"):
+        with atomic_output(clip, hidden=True, overwrite=False) as tmp:
+            assert tmp == partial_path(clip)
+            tmp.write_bytes(b"ours")
+            clip.write_bytes(b"theirs")
+    assert clip.read_bytes() == b"theirs" and leftovers(tmp_path) == []
 
 
 # --------------------------------------------------------------------------

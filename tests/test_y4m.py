@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from conftest import make_video, probe, texture
-from vidcolor.io.engine import QUEUE_FRAMES
+from vidcolor.io.stages import QUEUE_FRAMES
 from vidcolor.errors import InvalidInput, TruncatedInput, UnsupportedFormat
 from vidcolor.runtime import Runtime
 from vidcolor.io.y4m import colorize_y4m

@@ -9,7 +9,7 @@ import signal
 import sys
 
 from . import __version__
-from .errors import DamagedInput, Interrupted, InvalidInput, OutputError, VidcolorError
+from .errors import DamagedInput, Interrupted, InvalidInput, OutputError, VidcolorError, one_line
 from .models import DEFAULT_MODEL, get_model, list_models
 
 COMMANDS = ("models", "train", "eval", "data", "batch", "convert-weights")
@@ -104,7 +104,7 @@ def default_output(src: pathlib.Path, preview: bool, image: bool) -> pathlib.Pat
 
 
 def check_output(src: pathlib.Path, dst: pathlib.Path, overwrite: bool) -> None:
-    from vidcolor.io.engine import NAME_MAX
+    from vidcolor.atomic import NAME_MAX
 
     if len(os.fsencode(dst.name)) > NAME_MAX:
         raise OutputError(f"{dst}: the name is {len(os.fsencode(dst.name))} bytes, more than the {NAME_MAX} a file "
@@ -191,8 +191,10 @@ def _with_reference_warnings(args, work):
 
 
 def run_colorize(argv) -> int:
-    from vidcolor.io.engine import colorize_video, sweep_stale_partials
-    from vidcolor.io.stills import colorize_image, is_image, preview_sheet
+    from vidcolor.atomic import sweep_stale_partials
+    from vidcolor.io.engine import colorize_video
+    from vidcolor.io.media import is_image
+    from vidcolor.io.stills import colorize_image, preview_sheet
 
     args = colorize_parser().parse_args(argv)
     if args.input == "-":  # a YUV4MPEG2 pipe: stdin -> stdout
@@ -468,6 +470,7 @@ def run_convert_weights(argv) -> int:
     import safetensors.torch
 
     from . import weights
+    from .atomic import atomic_output
 
     p = argparse.ArgumentParser(
         prog="vidcolor convert-weights",
@@ -495,15 +498,12 @@ def run_convert_weights(argv) -> int:
         ptr = value.untyped_storage().data_ptr()
         out[key] = value.detach().clone().contiguous() if ptr in seen and value.numel() else value.contiguous()
         seen.add(ptr)
-    tmp = dst.with_name(dst.name + ".partial")
     try:
-        safetensors.torch.save_file(out, str(tmp), metadata={"converted_from": src.name,
-                                                           **({"model": args.model} if args.model else {})})
-        os.replace(tmp, dst)
+        with atomic_output(dst) as tmp:
+            safetensors.torch.save_file(out, str(tmp), metadata={"converted_from": src.name,
+                                                               **({"model": args.model} if args.model else {})})
     except OSError as exc:
         raise OutputError(f"{dst}: cannot be written ({exc.strerror or exc})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     n = sum(v.numel() for v in out.values())
     print(f"wrote {dst}: {len(out)} tensors, {n / 1e6:.2f}M values"
           + (f", checked against {args.model}" if args.model else ""), file=sys.stderr)
@@ -546,7 +546,7 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
     except VidcolorError as exc:
-        print(f"vidcolor: error: {exc}", file=sys.stderr)
+        print(f"vidcolor: error: {one_line(exc)}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         return 1

@@ -2,7 +2,8 @@
 
 Each error subclasses a builtin as well, so callers that only know Python's
 exceptions (``except ValueError``) still catch them; the CLI catches
-``VidcolorError`` once and prints its message on one line.
+``VidcolorError`` once and prints its message on one line (`one_line`, which
+the batch job and the VapourSynth filter use too).
 """
 
 
@@ -47,3 +48,9 @@ class TruncatedInput(InvalidInput):
 
 class DamagedInput(InvalidInput):
     """Frames in the middle could not be decoded (an error with --strict); every other frame was written."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one line for a person: vidcolor's own message as it is, any other with its type named."""
+    text = str(exc) if isinstance(exc, VidcolorError) else f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split()) or type(exc).__name__

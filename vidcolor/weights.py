@@ -15,6 +15,7 @@ import warnings
 import safetensors.torch
 import torch
 
+from .atomic import atomic_output
 from .errors import WeightsError
 from .models import ModelSpec, get_model
 from .runtime import Runtime
@@ -85,11 +86,9 @@ def load_into(model: torch.nn.Module, path: pathlib.Path, name: str) -> None:
 
 def save(model: torch.nn.Module, path: pathlib.Path, metadata: dict[str, str] | None = None) -> None:
     """Write atomically: a crash never leaves a half-written weights file."""
-    path = pathlib.Path(path)
-    tmp = path.with_name(path.name + ".partial")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    safetensors.torch.save_file(state, str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        safetensors.torch.save_file(state, str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
 
 
 def weights_path(spec: ModelSpec, weights: str | os.PathLike | None) -> pathlib.Path:

@@ -28,13 +28,15 @@ import bisect
 import dataclasses
 import heapq
 import itertools
-import os
 import pathlib
 
 import av
 
-from vidcolor.io.engine import EncodeOptions, _chapters, _reason, _window, copy_stream, finish_output, open_input, partial_path
+from vidcolor.atomic import atomic_output
 from vidcolor.errors import InvalidInput, OutputError
+from vidcolor.io.engine import EncodeOptions
+from vidcolor.io.media import open_input, reason
+from vidcolor.io.output import close_output, follow_video_stream, open_output, write_header
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +75,7 @@ def plan_segments(src, n: int, opts: EncodeOptions = EncodeOptions()) -> list[Se
     """
     if n < 1:
         raise InvalidInput("--segments must be at least 1")
-    lo, hi = _window(opts)
+    lo, hi = opts.window
     inp = open_input(pathlib.Path(src))
     try:
         vstream = inp.streams.video[0]
@@ -82,7 +84,7 @@ def plan_segments(src, n: int, opts: EncodeOptions = EncodeOptions()) -> list[Se
         try:
             all_pts, key_pts = _video_timestamps(inp, vstream)
         except av.FFmpegError as exc:
-            raise InvalidInput(f"{src}: reading the packets failed ({_reason(exc)}); "
+            raise InvalidInput(f"{src}: reading the packets failed ({reason(exc)}); "
                                "the file is truncated or corrupt") from None
     finally:
         inp.close()
@@ -153,98 +155,95 @@ def join_segments(src, parts: list, dst, opts: EncodeOptions = EncodeOptions()) 
     """Join colorized segments of ``src`` into ``dst`` (atomically); returns the frame count."""
     src, dst = pathlib.Path(src), pathlib.Path(dst)
     parts = [pathlib.Path(p) for p in parts]
-    lo, hi = _window(opts)
-    zero = opts.start or 0.0
     inp = open_input(src)
     segs = []
-    tmp = partial_path(dst)
-    ok = False
-    out = None
-    frames = 0
     try:
-        vstream = inp.streams.video[0]
         try:
             segs = [av.open(str(p)) for p in parts]
         except av.FFmpegError as exc:
-            raise InvalidInput(f"{src}: a segment cannot be read ({_reason(exc)}); run the batch again") from None
+            raise InvalidInput(f"{src}: a segment cannot be read ({reason(exc)}); run the batch again") from None
         rotation = _first_rotation(parts[0])
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
-            out = av.open(str(tmp), "w")
-        except (av.FFmpegError, OSError, ValueError) as exc:
-            tmp.unlink(missing_ok=True)
-            raise OutputError(f"{dst}: cannot write the output here ({_reason(exc)})") from None
-        # The header as VideoJob.run writes it: the input's metadata, chapters and streams in order.
-        out.metadata.update(inp.metadata)
-        chapters = _chapters(inp, lo, hi)
-        if chapters:
-            out.set_chapters(chapters)
-        copies: dict[int, av.stream.Stream] = {}
-        for s in inp.streams:
-            if s.index == vstream.index:
-                template = segs[0].streams.video[0]
-                ostream = out.add_stream_from_template(template)
-                ostream.time_base = vstream.time_base
-                ostream.metadata.update({k: v for k, v in vstream.metadata.items()
-                                         if k.lower() not in ("encoder", "handler_name")})
-                # As the engine's add_stream(codec, rate=...): the container's frame rate.
-                ostream.codec_context.framerate = vstream.average_rate or vstream.guessed_rate or 25
-                if rotation:
-                    ostream.set_display_rotation(rotation)
-                continue
-            copy_stream(out, s, copies, src, dst)
-        counter = itertools.count()
-        dts_plan = _decode_times(segs)
-        if dts_plan is None:
-            raise OutputError(f"{dst}: the segments' timestamps cannot be joined in order; "
-                              "run this file without --segments")
-
-        def video():
-            nonlocal frames
-            for seg in segs:
-                seg.seek(0)
-                for packet in seg.demux(seg.streams.video[0]):
-                    if packet.size == 0:
-                        continue
-                    packet.dts = dts_plan[frames]
-                    # The engine's encoders hand the muxer packets without a duration (the
-                    # muxer derives it, e.g. Matroska's default duration); read back from a
-                    # segment they carry the demuxer's guess, so drop it again.
-                    packet.duration = 0
-                    frames += 1
-                    yield packet
-
-        def keyed(packets, is_video):
-            # Interleaved by decode time, so the muxer never holds more than a few packets.
-            for p in packets:
-                t = p.dts if p.dts is not None else p.pts
-                yield (float(t * p.time_base) if t is not None else float("-inf"), next(counter), is_video, p)
-
-        shift_cache: dict = {}
-        try:
-            merged = heapq.merge(keyed(video(), True), keyed(_copy_packets(inp, vstream, copies, lo, hi), False))
-            for _, _, is_video, packet in merged:
-                if is_video:
-                    packet.stream = ostream
-                else:
-                    if zero:
-                        tb = packet.time_base
-                        shift = shift_cache.setdefault(tb, round(zero / tb))
-                        packet.pts = packet.pts - shift if packet.pts is not None else None
-                        packet.dts = packet.dts - shift if packet.dts is not None else None
-                    packet.stream = copies[packet.stream.index]
-                out.mux(packet)
-        except av.FFmpegError as exc:
-            raise OutputError(f"{dst}: writing the joined output failed ({_reason(exc)})") from None
-        ok = True
+        with atomic_output(dst, hidden=True) as tmp:
+            out = open_output(tmp, dst)
+            ok = False
+            try:
+                frames = _mux_joined(out, inp, segs, rotation, src, dst, opts)
+                ok = True
+            finally:
+                close_output(out, dst, ok)
     finally:
         for seg in segs:
             seg.close()
-        if out is not None:
-            finish_output(out, inp, tmp, dst, ok)
-        else:
-            inp.close()
+        inp.close()
     return frames
+
+
+def _mux_joined(out, inp, segs, rotation: float | None, src: pathlib.Path, dst: pathlib.Path,
+                opts: EncodeOptions) -> int:
+    """The header as `VideoJob` writes it, then the segments' video packets interleaved with the input's
+    copied packets by decode time (so the muxer never holds more than a few); returns the frame count."""
+    vstream = inp.streams.video[0]
+    lo, hi = opts.window
+    zero = opts.start or 0.0
+
+    def add_video(o):
+        ostream = o.add_stream_from_template(segs[0].streams.video[0])
+        follow_video_stream(ostream, vstream)
+        # As the engine's add_stream(codec, rate=...): the container's frame rate.
+        ostream.codec_context.framerate = vstream.average_rate or vstream.guessed_rate or 25
+        if rotation:
+            ostream.set_display_rotation(rotation)
+        return ostream
+
+    ostream, copies = write_header(out, inp, vstream, (lo, hi), src, dst, add_video)
+    dts_plan = _decode_times(segs)
+    if dts_plan is None:
+        raise OutputError(f"{dst}: the segments' timestamps cannot be joined in order; "
+                          "run this file without --segments")
+    counter = itertools.count()
+
+    def keyed(packets, is_video):
+        for p in packets:
+            t = p.dts if p.dts is not None else p.pts
+            yield (float(t * p.time_base) if t is not None else float("-inf"), next(counter), is_video, p)
+
+    frames = 0
+    shift_cache: dict = {}
+    try:
+        merged = heapq.merge(keyed(_video_packets(segs, dts_plan), True),
+                             keyed(_copy_packets(inp, vstream, copies, lo, hi), False))
+        for _, _, is_video, packet in merged:
+            if is_video:
+                packet.stream = ostream
+                frames += 1
+            else:
+                if zero:
+                    tb = packet.time_base
+                    shift = shift_cache.setdefault(tb, round(zero / tb))
+                    packet.pts = packet.pts - shift if packet.pts is not None else None
+                    packet.dts = packet.dts - shift if packet.dts is not None else None
+                packet.stream = copies[packet.stream.index]
+            out.mux(packet)
+    except av.FFmpegError as exc:
+        raise OutputError(f"{dst}: writing the joined output failed ({reason(exc)})") from None
+    return frames
+
+
+def _video_packets(segs, dts_plan: list):
+    """The segments' video packets in order, on the joined decode times."""
+    n = 0
+    for seg in segs:
+        seg.seek(0)
+        for packet in seg.demux(seg.streams.video[0]):
+            if packet.size == 0:
+                continue
+            packet.dts = dts_plan[n]
+            # The engine's encoders hand the muxer packets without a duration (the
+            # muxer derives it, e.g. Matroska's default duration); read back from a
+            # segment they carry the demuxer's guess, so drop it again.
+            packet.duration = 0
+            n += 1
+            yield packet
 
 
 def _decode_times(segs) -> list | None:

@@ -8,34 +8,26 @@ import av
 import cv2
 import numpy as np
 
+from vidcolor.atomic import atomic_output
 from vidcolor.colorizer import Colorizer, check_frame_size
-from vidcolor.io.engine import _reason, open_input, partial_path, publish, scanned_seconds, video_seconds
 from vidcolor.errors import InvalidInput, OutputError
+from vidcolor.io.media import open_input, reason, scanned_seconds, video_seconds
 from vidcolor.planes import has_colour
-
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm"}
-
-
-def is_image(path: pathlib.Path) -> bool:
-    return pathlib.Path(path).suffix.lower() in IMAGE_EXTS
 
 
 def write_image(path: pathlib.Path, bgr: np.ndarray, overwrite: bool = True) -> None:
-    """Encode in memory, then write under a temporary name and rename (`engine.publish`)."""
+    """Encode in memory, then write under a temporary name and rename (`vidcolor.atomic.atomic_output`)."""
     path = pathlib.Path(path)
     ok, buf = cv2.imencode(path.suffix or ".png", bgr)
     if not ok:
         raise OutputError(f"{path}: OpenCV cannot write this image type; use a .png output")
-    tmp = partial_path(path)
     try:
-        tmp.write_bytes(buf.tobytes())
-        publish(tmp, path, overwrite)
+        with atomic_output(path, hidden=True, overwrite=overwrite) as tmp:
+            tmp.write_bytes(buf.tobytes())
     except OutputError:
         raise
     except OSError as exc:
         raise OutputError(f"{path}: cannot write ({exc.strerror}); choose another folder with -o") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _image_size(src: pathlib.Path) -> tuple[int, int] | None:
@@ -145,7 +137,7 @@ def preview_sheet(src: pathlib.Path, dst: pathlib.Path, colorizer: Colorizer, co
                         break
                 rgb = frame.to_ndarray(format="rgb24") if frame is not None else None
             except av.FFmpegError as exc:
-                failure = _reason(exc)
+                failure = reason(exc)
                 continue
             if rgb is None:
                 continue

@@ -41,6 +41,7 @@ from typing import BinaryIO
 import numpy as np
 
 from vidcolor.errors import InvalidInput, TruncatedInput, UnsupportedFormat
+from vidcolor.io.stages import END, QUEUE_FRAMES, Worker, get, put
 from vidcolor.planes import code_dtype, colorize_codes, default_matrix, has_colour
 
 MAGIC = b"YUV4MPEG2"
@@ -158,6 +159,125 @@ def _read_exact(infile: BinaryIO, n: int) -> bytes:
     return b"".join(chunks)
 
 
+@dataclasses.dataclass(frozen=True)
+class _FrameBytes:
+    """Where the planes of one frame lie in its bytes, and the chroma written for it."""
+
+    width: int
+    height: int
+    luma: int
+    chroma: int
+    alpha: int
+    #: the output's chroma planes: (height, width) and little-endian sample type.
+    chroma_size: tuple[int, int]
+    dtype: np.dtype
+
+    @classmethod
+    def of(cls, head: Y4MHeader) -> _FrameBytes:
+        fmt, w, h = head.fmt, head.width, head.height
+        luma = w * h * fmt.itemsize
+        if fmt.mono:
+            chroma = 0
+        else:
+            ch, cw = fmt.chroma_shape(w, h)
+            chroma = 2 * ch * cw * fmt.itemsize
+        return cls(w, h, luma, chroma, luma if fmt.alpha else 0, fmt.output().chroma_shape(w, h),
+                   np.dtype(code_dtype(fmt.bits)).newbyteorder("<"))
+
+    @property
+    def total(self) -> int:
+        return self.luma + self.chroma + self.alpha
+
+
+def _read_frames(infile: BinaryIO, fb: _FrameBytes, q_out: queue.Queue, stop: threading.Event) -> None:
+    """The reader stage: (FRAME line, bytes) per frame, then END, or the error that ends the stream."""
+    n = 0
+    while True:
+        line = infile.readline(_FRAME_LIMIT)
+        if not line:
+            break
+        if not line.startswith(b"FRAME") or not line.endswith(b"\n") or line[5:6] not in (b"\n", b" "):
+            put(q_out, InvalidInput(f"y4m frame {n} does not start with a FRAME line (found {line[:16]!r}): "
+                                    "the stream is corrupt or its header's size or C tag is wrong"), stop)
+            return
+        data = _read_exact(infile, fb.total)
+        if len(data) < fb.total:
+            put(q_out, TruncatedInput(f"the y4m stream ends inside frame {n} ({len(data)} of {fb.total} "
+                                      f"bytes); the {n} frames before it were written"), stop)
+            return
+        put(q_out, (line, data), stop)
+        n += 1
+    put(q_out, END, stop)
+
+
+def _new_chroma(colorizer, head: Y4MHeader, fb: _FrameBytes, pending: list, keep_colour: bool):
+    """The chroma bytes of a batch of frames, and whether any had colour of its own."""
+    bits = head.fmt.bits
+    chroma = [data[fb.luma:fb.luma + fb.chroma] for _, data in pending]
+    coloured = [bool(c) and has_colour(*np.frombuffer(c, fb.dtype).reshape(2, *fb.chroma_size), bits)
+                for c in chroma]
+    todo = [i for i, c in enumerate(coloured) if not (keep_colour and c)]
+    if todo:
+        w, h = fb.width, fb.height
+        y = np.stack([np.frombuffer(pending[i][1], fb.dtype, w * h).reshape(h, w) for i in todo])
+        codes = colorize_codes(colorizer, y, fb.chroma_size, bits, head.full_range, default_matrix(h))
+        for i, c in zip(todo, codes.astype(fb.dtype, copy=False)):
+            chroma[i] = c.tobytes()
+    return chroma, any(coloured)
+
+
+def _colorize_batches(colorizer, head: Y4MHeader, fb: _FrameBytes, batch: int, keep_colour: bool,
+                      q_in: queue.Queue, q_out: queue.Queue, stop: threading.Event) -> None:
+    """The model stage: batches of frames with their new chroma, then what ended the stream."""
+    pending: list[tuple[bytes, bytes]] = []
+    while True:
+        item = get(q_in, stop)
+        if isinstance(item, tuple):
+            pending.append(item)
+            if len(pending) < batch:
+                continue
+        if pending:
+            chroma, coloured = _new_chroma(colorizer, head, fb, pending, keep_colour)
+            put(q_out, (pending, chroma, coloured), stop)
+            pending = []
+        if not isinstance(item, tuple):  # the end, or the reader's error after every frame before it
+            put(q_out, item, stop)
+            return
+
+
+def _write_frames(outfile: BinaryIO, fb: _FrameBytes, q_in: queue.Queue, workers, bar, say,
+                  keep_colour: bool) -> int:
+    """The writer (main thread): each frame's FRAME line, luma, new chroma and alpha; returns the count."""
+    done, said = 0, False
+    while True:
+        try:
+            item = q_in.get(timeout=0.2)
+        except queue.Empty:
+            for worker in workers:
+                if worker.error is not None:
+                    raise worker.error
+            continue
+        if item is END:
+            return done
+        if isinstance(item, Exception):
+            raise item
+        pending, chroma, coloured = item
+        if coloured and not said:
+            said = True
+            say("vidcolor: the input already has colour: the frames that have it keep their own (--keep-colour)"
+                if keep_colour else "vidcolor: warning: the input already has colour (its chroma is far from "
+                "neutral); it is replaced by the model's (--keep-colour keeps it)")
+        for (line, data), c in zip(pending, chroma):
+            outfile.write(line)
+            outfile.write(data[:fb.luma])
+            outfile.write(c)
+            if fb.alpha:
+                outfile.write(data[fb.luma + fb.chroma:])
+        outfile.flush()
+        done += len(pending)
+        bar.update(len(pending))
+
+
 def colorize_y4m(infile: BinaryIO, outfile: BinaryIO, colorizer, *, progress: bool = False,
                  keep_colour: bool = False) -> int:
     """Colorize the YUV4MPEG2 stream ``infile`` into ``outfile``; returns the number of frames.
@@ -172,23 +292,10 @@ def colorize_y4m(infile: BinaryIO, outfile: BinaryIO, colorizer, *, progress: bo
     from tqdm import tqdm
 
     from vidcolor.colorizer import check_frame_size
-    from vidcolor.io.engine import _END, QUEUE_FRAMES, _get, _put, _Worker
 
     head = read_header(infile)
     check_frame_size(head.width, head.height, "the y4m stream")  # before a frame's worth of memory is asked for
-    fmt, out_fmt = head.fmt, head.fmt.output()
-    w, h, bits = head.width, head.height, fmt.bits
-    dtype = np.dtype(code_dtype(bits)).newbyteorder("<")
-    luma_bytes = w * h * fmt.itemsize
-    if fmt.mono:
-        chroma_bytes = 0
-    else:
-        ch, cw = fmt.chroma_shape(w, h)
-        chroma_bytes = 2 * ch * cw * fmt.itemsize
-    alpha_bytes = luma_bytes if fmt.alpha else 0
-    frame_bytes = luma_bytes + chroma_bytes + alpha_bytes
-    chroma_size = out_fmt.chroma_shape(w, h)
-    matrix = default_matrix(h)
+    fb = _FrameBytes.of(head)
     batch = max(1, int(getattr(colorizer.runtime, "batch", 8) or 1))
 
     # The engine's three stages, as in file mode: a reader thread, the model in batches in another,
@@ -196,49 +303,6 @@ def colorize_y4m(infile: BinaryIO, outfile: BinaryIO, colorizer, *, progress: bo
     stop = threading.Event()
     q_read: queue.Queue = queue.Queue(maxsize=QUEUE_FRAMES * batch)
     q_done: queue.Queue = queue.Queue(maxsize=QUEUE_FRAMES)
-
-    def read():
-        n = 0
-        while True:
-            line = infile.readline(_FRAME_LIMIT)
-            if not line:
-                break
-            if not line.startswith(b"FRAME") or not line.endswith(b"\n") or line[5:6] not in (b"\n", b" "):
-                _put(q_read, InvalidInput(f"y4m frame {n} does not start with a FRAME line (found {line[:16]!r}): "
-                                          "the stream is corrupt or its header's size or C tag is wrong"), stop)
-                return
-            data = _read_exact(infile, frame_bytes)
-            if len(data) < frame_bytes:
-                _put(q_read, TruncatedInput(f"the y4m stream ends inside frame {n} ({len(data)} of {frame_bytes} "
-                                            f"bytes); the {n} frames before it were written"), stop)
-                return
-            _put(q_read, (line, data), stop)
-            n += 1
-        _put(q_read, _END, stop)
-
-    def infer():
-        pending: list[tuple[bytes, bytes]] = []
-        while True:
-            item = _get(q_read, stop)
-            if isinstance(item, tuple):
-                pending.append(item)
-                if len(pending) < batch:
-                    continue
-            if pending:
-                chroma = [data[luma_bytes:luma_bytes + chroma_bytes] for _, data in pending]
-                coloured = [bool(c) and has_colour(*np.frombuffer(c, dtype).reshape(2, *chroma_size), bits)
-                            for c in chroma]
-                todo = [i for i, c in enumerate(coloured) if not (keep_colour and c)]
-                if todo:
-                    y = np.stack([np.frombuffer(pending[i][1], dtype, w * h).reshape(h, w) for i in todo])
-                    codes = colorize_codes(colorizer, y, chroma_size, bits, head.full_range, matrix)
-                    for i, c in zip(todo, codes.astype(dtype, copy=False)):
-                        chroma[i] = c.tobytes()
-                _put(q_done, (pending, chroma, any(coloured)), stop)
-                pending = []
-            if not isinstance(item, tuple):  # the end, or the reader's error after every frame before it
-                _put(q_done, item, stop)
-                return
 
     def say(line: str) -> None:
         if progress:
@@ -248,40 +312,14 @@ def colorize_y4m(infile: BinaryIO, outfile: BinaryIO, colorizer, *, progress: bo
         say(colorizer.summary)
     outfile.write(head.output_line())
     bar = tqdm(disable=not progress, unit="frame", dynamic_ncols=True, desc="y4m", leave=False)
-    workers = [_Worker(read, "vidcolor-y4m-read"), _Worker(infer, "vidcolor-model")]
-    done, said = 0, False
+    workers = [Worker(lambda: _read_frames(infile, fb, q_read, stop), "vidcolor-y4m-read"),
+               Worker(lambda: _colorize_batches(colorizer, head, fb, batch, keep_colour, q_read, q_done, stop),
+                      "vidcolor-model")]
     try:
         for worker in workers:
             worker.start()
-        while True:
-            try:
-                item = q_done.get(timeout=0.2)
-            except queue.Empty:
-                for worker in workers:
-                    if worker.error is not None:
-                        raise worker.error
-                continue
-            if item is _END:
-                break
-            if isinstance(item, Exception):
-                raise item
-            pending, chroma, coloured = item
-            if coloured and not said:
-                said = True
-                say("vidcolor: the input already has colour: the frames that have it keep their own (--keep-colour)"
-                    if keep_colour else "vidcolor: warning: the input already has colour (its chroma is far from "
-                    "neutral); it is replaced by the model's (--keep-colour keeps it)")
-            for (line, data), c in zip(pending, chroma):
-                outfile.write(line)
-                outfile.write(data[:luma_bytes])
-                outfile.write(c)
-                if alpha_bytes:
-                    outfile.write(data[luma_bytes + chroma_bytes:])
-            outfile.flush()
-            done += len(pending)
-            bar.update(len(pending))
+        return _write_frames(outfile, fb, q_done, workers, bar, say, keep_colour)
     finally:
         stop.set()
         workers[1].join()  # the reader may sit in a blocking read of the pipe: a daemon, not waited for
         bar.close()
-    return done

@@ -45,7 +45,9 @@ import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
 
-from vidcolor.io.engine import EncodeOptions, _OneStop, partials_of
+from vidcolor.atomic import partials_of
+from vidcolor.io.engine import EncodeOptions
+from vidcolor.io.stages import OneStop
 from vidcolor.errors import InvalidInput, Interrupted, OutputError, VidcolorError, WeightsError
 
 MANIFEST = "vidcolor-batch.sqlite"
@@ -794,7 +796,7 @@ def run_batch(cfg: BatchConfig) -> Summary:
     lock = _take_lock(outdir / LOCK)
     # The first Ctrl-C or SIGTERM stops the batch; later ones are dropped so that the cleanup (workers
     # stopped, partials removed, the manifest's running files back to pending) always finishes.
-    guard = _OneStop().__enter__()
+    guard = OneStop().__enter__()
     try:
         manifest = Manifest(outdir / MANIFEST)
         try:
