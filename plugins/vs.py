@@ -451,7 +451,7 @@ def _temporal_window(temporal) -> int:
 
 def colorize(clip: vs.VideoNode, model: str = "default", weights: str | os.PathLike | None = None,
              device: str = "auto", dtype: str | None = None, batch: int | None = None, temporal=None,
-             hints=None, output=None) -> vs.VideoNode:
+             hints=None, output=None, reference=None) -> vs.VideoNode:
     """Colorize a grayscale (or faded) clip with a vidcolor model.
 
     Only the luminance of the input is read: Y of a YUV clip, the samples of a
@@ -508,6 +508,12 @@ def colorize(clip: vs.VideoNode, model: str = "default", weights: str | os.PathL
         same sample type for GRAY input), ``"rgb"`` or ``"yuv"`` choose the
         family (YUV 4:4:4 for GRAY or RGB input), or a VapourSynth format
         (e.g. ``vs.YUV420P10``), reached with ``core.resize`` after colorizing.
+    :param reference: colour pictures whose colour is carried through the shots they match (see
+        `vidcolor.temporal.reference`): an image path, a list of paths, or a clip of reference frames
+        (RGB, YUV or GRAY... in colour). The clip's luma is read twice when the node is made (the shots
+        and matches, the backward carry); each shot is then coloured whole, in order, at its first
+        request, so the frames do not depend on the request order (`plugins.reference`). The colour
+        is steadied already: leave temporal=None.
     :return: the colorized clip, same length, size and frame rate.
     """
     check_input(clip)
@@ -537,7 +543,16 @@ def colorize(clip: vs.VideoNode, model: str = "default", weights: str | os.PathL
             raise vs_error(vs_wording(str(exc))) from None
         colorizer = colorizer.fresh(hints=hints)  # the loaded model is shared; the hints are this node's
     b = colorizer.runtime.batch
-    filt = _Filter(colorizer, model_lock, clip, native, colorizer.name, b, window)
+    if reference is not None:
+        if window:
+            raise vs_error("reference= steadies the colour along the motion itself; leave temporal=None")
+        from .reference import referenced_node
+
+        reader = _Filter(colorizer, model_lock, clip, native, colorizer.name, b, 0)
+        filt = referenced_node(_Filter, colorizer, model_lock, clip, native, reference, b,
+                               lambda lo, hi: reader._lumas([clip.get_frame(k) for k in range(lo, hi)]))
+    else:
+        filt = _Filter(colorizer, model_lock, clip, native, colorizer.name, b, window)
     clips = block_clips(clip, b) + (history_clips(clip, b, filt.history) if filt.history else [])
     if native.id == clip.format.id:
         base = clip

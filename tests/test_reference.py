@@ -287,3 +287,39 @@ def test_eval_reference_middle_frame_gains_before_and_after(capsys, tmp_path):
     assert ref["gain_before"] > 3 and ref["gain_after"] > 3, ref
     assert "lite_unet+stabilize" in rows and "| clip | 3 | lite_unet+reference |" in (
         tmp_path / "eval" / "reference.md").read_text()
+
+
+@pytest.mark.slow
+def test_vapoursynth_reference_colours_the_shot_whatever_the_request_order(tmp_path):
+    vs = pytest.importorskip("vapoursynth")
+    from vidcolor.plugins.vs import colorize
+
+    core = vs.core
+    frames = colour_scene(6, seed=13)
+    key = tmp_path / "key.png"
+    cv2.imwrite(str(key), cv2.cvtColor(frames[3], cv2.COLOR_RGB2BGR))
+
+    def clip():
+        base = core.std.BlankClip(width=128, height=96, format=vs.GRAYS, length=6, fpsnum=24, fpsden=1)
+
+        def fill(n, f):
+            g = f.copy()
+            np.copyto(np.asarray(g[0]), (luma_of(frames[n]) / 255).astype(np.float32))
+            return g
+
+        return core.std.ModifyFrame(base, base, fill)
+
+    def rgb(frame) -> np.ndarray:
+        return np.stack([np.clip(np.asarray(frame[p]) * 255 + 0.5, 0, 255).astype(np.uint8) for p in range(3)], -1)
+
+    forward = colorize(clip(), reference=str(key), batch=4)
+    ahead = [rgb(forward.get_frame(n)) for n in range(6)]
+    backward = colorize(clip(), reference=str(key), batch=4)
+    behind = [rgb(backward.get_frame(n)) for n in reversed(range(6))][::-1]
+    assert all(np.array_equal(a, b) for a, b in zip(ahead, behind))
+    err = [ab_error(f, o) for f, o in zip(frames, ahead)]
+    assert max(err) < 12, err
+    with pytest.raises(vs.Error, match="nope.png: no such file"):
+        colorize(clip(), reference=str(tmp_path / "nope.png"))
+    with pytest.raises(vs.Error, match="leave temporal=None"):
+        colorize(clip(), reference=str(key), temporal="stabilize")

@@ -547,8 +547,8 @@ class ReferenceTrack:
                     field_ = self.guide.anchor(y, f, ref)
                 elif t > sv.frame and prev is not None and prev[3] is not None:
                     field_ = self.guide.carry(prev[3], g, y, f, ref)
-                elif t in self.backward:
-                    a, c = self.backward.pop(t)
+                elif t in self.backward:  # kept: a front end with random access colours a shot again
+                    a, c = self.backward[t]
                     field_ = (a.astype(np.float32), c.astype(np.float32))
                 else:  # beyond the lookahead window (or after a seek): the transfer alone
                     field_ = self.guide.transfer(y, f, ref)
