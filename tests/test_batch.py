@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 
 from conftest import default_sigint, make_video, probe, sha256
-from vidcolor.jobs.batch import MANIFEST, Manifest, collect_inputs
+from vidcolor.jobs.manifest import MANIFEST, Manifest
+from vidcolor.jobs.plan import collect_inputs
 from vidcolor.cli import main
 from vidcolor.io.engine import EncodeOptions, colorize_video
 from vidcolor.errors import InvalidInput, OutputError

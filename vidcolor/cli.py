@@ -424,7 +424,7 @@ def run_data(argv) -> int:
 
 
 def run_batch(argv) -> int:
-    from vidcolor.jobs.batch import BatchConfig, run_batch as batch
+    from vidcolor.jobs import BatchConfig, run_batch as batch
 
     p = argparse.ArgumentParser(
         prog="vidcolor batch",
