@@ -53,7 +53,7 @@ import vapoursynth as vs
 
 from vidcolor import color
 from vidcolor.colorizer import working_shape
-from vidcolor.errors import VidcolorError
+from vidcolor.errors import VidcolorError, one_line
 from vidcolor.planes import chroma_codes, luma_unit, unit_codes
 from vidcolor.temporal.chains import Chains, Recent, restart_point
 
@@ -480,26 +480,15 @@ def colorize(clip: vs.VideoNode, model: str = "default", weights: str | os.PathL
         not depend on ``core.num_threads``.
     :param temporal: None colours each frame alone. ``"stabilize"`` (or True)
         steadies the colour over time with `vidcolor.temporal.Stabilizer`
-        (motion-compensated blending of the previous output, reset at scene
-        cuts found on luma and at frames whose ``_SceneChangePrev`` is set; the
-        model sees luma with old film's exposure flicker taken out). To
-        give the same frames whatever the request order or thread count, each
-        block of ``batch`` frames is served by a stabilizer chain whose restart
-        point depends on the block alone: the last multiple of K at least K
-        frames before the block's first, K = `vidcolor.temporal.warmup_frames()`
-        = 44, beyond which older frames weigh less than 1%, or the last frame
-        after that with ``_SceneChangePrev`` set (the scene-cut detector's
-        answers do not depend on the restart). So the stabilizer restarts at
-        scene changes and every K frames, each restart K to 2K - 1 frames
-        ahead of the blocks it serves; it needs no sequential access. Cost: on
-        sequential access the chains are continued, so the model runs once per
-        frame and the stabilizer (optical flow at the model's working size, on
-        the CPU) about twice; random access reruns the chain from its restart.
-        A temporal model (``model="temporal_unet"``) always sees its previous
-        output; it runs in chains restarting at ``_SceneChangePrev``, at its
-        own detected cuts and on a grid of K frames (each chain warmed up on
-        K/2 frames before it), with the same guarantee; leave temporal=None
-        with it.
+        (the previous output's colour carried along optical flow, reset at
+        scene cuts found on luma and where ``_SceneChangePrev`` is set; old
+        film's exposure flicker is taken out of what the model sees). Each
+        block is served by a stabilizer chain whose restart point depends on
+        the block alone (this module's docstring says how), so the frames are
+        the same whatever the request order or thread count. On sequential
+        access the model runs once per frame and the stabilizer about twice.
+        A temporal model (``model="temporal_unet"``) already sees its
+        previous output: leave temporal=None with it.
     :param hints: user colour hints for a model that takes them (``model="siggraph17"``):
         the path of a JSON list of points (``{"frame": n, "x": px, "y": px,
         "color": "#rrggbb"}``, frame numbers of this clip) or of a PNG whose opaque
@@ -528,20 +517,12 @@ def colorize(clip: vs.VideoNode, model: str = "default", weights: str | os.PathL
 
         colorizer, model_lock = _load(model, weights, device, dtype, batch or Runtime.batch)
     except VidcolorError as exc:
-        raise vs_error(vs_wording(str(exc))) from None
+        raise vs_error(vs_wording(one_line(exc))) from None
     if window and colorizer.temporal:
         raise vs_error(f"model={model!r} already conditions each frame on the previous one; "
                      "leave temporal=None with it")
     if hints is not None:
-        from vidcolor.hints import Hints
-
-        try:
-            if not colorizer.spec.takes_hints:
-                raise vs_error(f"model={model!r} takes no colour hints; use model='siggraph17' with hints=")
-            hints = hints if isinstance(hints, Hints) else Hints.load(hints)
-        except VidcolorError as exc:
-            raise vs_error(vs_wording(str(exc))) from None
-        colorizer = colorizer.fresh(hints=hints)  # the loaded model is shared; the hints are this node's
+        colorizer = _with_hints(colorizer, model, hints)
     b = colorizer.runtime.batch
     if reference is not None:
         if window:
@@ -560,8 +541,19 @@ def colorize(clip: vs.VideoNode, model: str = "default", weights: str | os.PathL
         base = core.std.BlankClip(clip, format=native.id, keep=True)
         clips = [base] + clips
     out = core.std.ModifyFrame(base, clips, filt.select)
-    if final is not None:
-        out = convert(out, final, clip)
-    return out
+    return out if final is None else convert(out, final, clip)
+
+
+def _with_hints(colorizer, model: str, hints):
+    """A colorizer of this node with the user's hints (the loaded model is shared; the hints are the node's)."""
+    from vidcolor.hints import Hints
+
+    try:
+        if not colorizer.spec.takes_hints:
+            raise vs_error(f"model={model!r} takes no colour hints; use model='siggraph17' with hints=")
+        hints = hints if isinstance(hints, Hints) else Hints.load(hints)
+    except VidcolorError as exc:
+        raise vs_error(vs_wording(one_line(exc))) from None
+    return colorizer.fresh(hints=hints)
 
 
