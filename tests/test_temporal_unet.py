@@ -17,7 +17,8 @@ from vidcolor.cli import main as cli
 from vidcolor.models import get_model
 from vidcolor.models.temporal_unet import PatchDiscriminator
 from vidcolor.training.sequences import Sources, clip_sequence, load_sources, random_sequences, synthetic_sequence
-from vidcolor.training.train import MIN_CROP, TrainConfig, split_lab, train
+from vidcolor.training.fit import fit
+from vidcolor.training.train import MIN_CROP, TrainConfig, split_lab
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -164,7 +165,7 @@ def test_training_checkpoints_and_resumes_through_the_cli(tmp_path):
     _colour_clip(data / "clip.mkv", frames=10)
     out = tmp_path / "run"
     cfg = TrainConfig(model="temporal_unet", data=(data,), out=out, steps=4, batch=2, crop=MIN_CROP, save_every=2)
-    final = train(cfg, progress=False)
+    final = fit(cfg, progress=False)
     assert final == out / "temporal_unet.safetensors"
     with safetensors.safe_open(str(final), "pt") as f:
         meta = f.metadata()
@@ -176,7 +177,7 @@ def test_training_checkpoints_and_resumes_through_the_cli(tmp_path):
     disc4 = safetensors.torch.load_file(str(out / "last_discriminator.safetensors"))
 
     # Same seed, same steps: the same weights.
-    twin = train(TrainConfig(**{**cfg.__dict__, "out": tmp_path / "twin"}), progress=False)
+    twin = fit(TrainConfig(**{**cfg.__dict__, "out": tmp_path / "twin"}), progress=False)
     assert all(torch.equal(v, safetensors.torch.load_file(str(twin))[k]) for k, v in after4.items())
 
     assert cli(["train", str(data), "--model", "temporal_unet", "--out", str(out), "--steps", "6", "--batch", "2",

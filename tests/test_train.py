@@ -7,6 +7,7 @@ import safetensors
 import torch
 
 from vidcolor.cli import main
+from vidcolor.training.fit import fit
 from vidcolor.training.train import MIN_CROP, TrainConfig, damage_luma, split_lab, train
 
 
@@ -122,7 +123,7 @@ def test_init_starts_from_the_shipped_weights(tmp_path, model):
     # A step too small to move anything: the result is the starting point.
     cfg = TrainConfig(model=model, data=(data,), out=tmp_path / "run", steps=1, batch=2, crop=32, lr=1e-12,
                       init="shipped")
-    final = train(cfg, progress=False)
+    final = fit(cfg, progress=False)
     tuned = read_state_dict(final)
     floats = [k for k, v in shipped.items() if v.is_floating_point() and "running_" not in k]
     assert max((tuned[k] - shipped[k]).abs().max().item() for k in floats) < 1e-6
@@ -133,8 +134,8 @@ def test_init_starts_from_the_shipped_weights(tmp_path, model):
     assert json.loads(meta["init_meta"]) == dict(safetensors.safe_open(
         str(shipped_dir() / get_model(model).weights), "pt").metadata())
     # Without --init the same run starts from random weights, far from the shipped ones.
-    scratch = read_state_dict(train(TrainConfig(**{**cfg.__dict__, "init": None, "out": tmp_path / "new"}),
-                                    progress=False))
+    scratch = read_state_dict(fit(TrainConfig(**{**cfg.__dict__, "init": None, "out": tmp_path / "new"}),
+                                  progress=False))
     assert max((scratch[k] - shipped[k]).abs().max().item() for k in floats) > 0.1
 
 

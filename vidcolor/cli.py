@@ -293,7 +293,8 @@ def run_models(argv) -> int:
 
 
 def run_train(argv) -> int:
-    from vidcolor.training.train import TrainConfig, train
+    from vidcolor.training.fit import fit
+    from vidcolor.training.train import TrainConfig
 
     p = argparse.ArgumentParser(prog="vidcolor train", description="Train a model on colour photos or clips.")
     p.add_argument("data", nargs="+", help="folders (or files) of colour photos and/or colour video clips")
@@ -327,7 +328,7 @@ def run_train(argv) -> int:
                       save_every=args.save_every, resume=args.resume, input_damage=args.input_damage,
                       frames_per_video=args.frames_per_video, init=args.init,
                       freeze_encoder=args.freeze_encoder, encoder_lr=args.encoder_lr)
-    final = train(cfg, Runtime(device=args.device), progress=not args.quiet)
+    final = fit(cfg, Runtime(device=args.device), progress=not args.quiet)
     print(f"wrote {final}", file=sys.stderr)
     return 0
 

@@ -209,11 +209,21 @@ def rebalance_weights(prior: torch.Tensor, lam: float = 0.5) -> torch.Tensor:
     return w / (prior * w).sum()
 
 
+def rebalanced_cross_entropy(logits: torch.Tensor, target: torch.Tensor, prior: torch.Tensor,
+                             lam: float = 0.5) -> torch.Tensor:
+    """Zhang et al.'s class-rebalanced cross-entropy of (N,Q,H,W) bin logits against soft targets
+    (`soft_encode`): each pixel weighted by `rebalance_weights` of its most likely true bin, so rare,
+    saturated colours count as much as the common dull ones."""
+    pixel_weight = rebalance_weights(prior, lam)[target.argmax(dim=1)]
+    ce = -(target * F.log_softmax(logits.float(), dim=1)).sum(dim=1)
+    return (pixel_weight * ce).mean()
+
+
 def annealed_mean(logits: torch.Tensor, bins: torch.Tensor, temperature: float = 0.38) -> torch.Tensor:
-    """Decode (N,Q,H,W) bin logits to ab: the mean of the distribution sharpened
-    by ``temperature`` (1 = plain mean, towards 0 = the mode)."""
+    """Zhang et al.'s decoding of bin logits (N,Q,...) to ab (N,C,...) with ``bins`` (Q,C): the mean
+    of the distribution sharpened by ``temperature`` (1 = plain mean, towards 0 = the mode)."""
     p = torch.softmax(logits.float() / temperature, dim=1)
-    return torch.einsum("nqhw,qc->nchw", p, bins.to(p))
+    return torch.einsum("nq...,qc->nc...", p, bins.to(p))
 
 
 def resize(x: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:

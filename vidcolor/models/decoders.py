@@ -1,9 +1,10 @@
 """Histogram decoders: from per-pixel bin scores to one colour, in one place.
 
 The classification colorizers predict a distribution over bins; the papers
-differ in how they turn it into a colour: Zhang et al. take the annealed mean,
-Larsson et al. the expectation over Lab bins, or the median chroma and the
-circular mean hue. Every histogram model decodes through these functions.
+differ in how they turn it into a colour: Zhang et al. take the annealed mean
+(`vidcolor.color.annealed_mean`, beside the bins it decodes), Larsson et al. the
+expectation over Lab bins, or the median chroma and the circular mean hue.
+Every histogram model decodes through these functions.
 
 Conventions: ``logits`` hold the bins on dim 1, as (N, Q) or (N, Q, H, W)
 (unnormalised scores; the softmax is taken here, in float32). ``values`` are
@@ -47,12 +48,6 @@ def mode(logits: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
 def mean(logits: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """The expectation (Larsson et al.'s decoding of Lab histograms)."""
     return expectation(probabilities(logits), values)
-
-
-def annealed_mean(logits: torch.Tensor, values: torch.Tensor, temperature: float = 0.38) -> torch.Tensor:
-    """Zhang et al.'s annealed mean: the mean of the distribution sharpened by
-    ``temperature`` (1 gives the mean, towards 0 the mode)."""
-    return expectation(probabilities(logits, temperature), values)
 
 
 def quantile(logits: torch.Tensor, values: torch.Tensor, q: float) -> torch.Tensor:

@@ -120,11 +120,7 @@ class ECCV16(nn.Module):
         """Rebalanced cross-entropy against soft-encoded targets (as in the paper)."""
         bins = self.bins.to(ab.device)
         ab = F.interpolate(ab.float(), size=logits.shape[-2:], mode="area")
-        target = color.soft_encode(ab, bins)
-        weights = color.rebalance_weights(self.prior, self.rebalance)
-        pixel_weight = weights[target.argmax(dim=1)]
-        ce = -(target * F.log_softmax(logits.float(), dim=1)).sum(dim=1)
-        return (pixel_weight * ce).mean()
+        return color.rebalanced_cross_entropy(logits, color.soft_encode(ab, bins), self.prior, self.rebalance)
 
     @torch.no_grad()
     def set_prior(self, counts: torch.Tensor) -> None:

@@ -26,7 +26,6 @@ from torch import nn
 import torch.nn.functional as F
 
 from .. import color
-from . import decoders
 from . import register_model
 from .efficientnet_lite import EfficientNetLite
 
@@ -79,7 +78,7 @@ class LiteUNet(nn.Module):
 
     def decode(self, raw: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.head == "classes":
-            ab = decoders.annealed_mean(raw["logits"], self.bins, self.temperature)
+            ab = color.annealed_mean(raw["logits"], self.bins, self.temperature)
         else:
             ab = raw["ab"].float().clamp(-1.0, 1.0) * AB_SCALE  # sRGB's gamut lies within +-110
         return F.interpolate(ab, size=raw["l"].shape[-2:], mode="bilinear", align_corners=False)
@@ -87,10 +86,8 @@ class LiteUNet(nn.Module):
     def losses(self, raw: dict[str, torch.Tensor], ab: torch.Tensor) -> dict[str, torch.Tensor]:
         ab = F.interpolate(ab.float(), size=raw["ab"].shape[-2:], mode="area")
         target = color.soft_encode(ab, self.bins)
-        weights = color.rebalance_weights(self.prior, self.rebalance)[target.argmax(dim=1)]
-        ce = -(target * F.log_softmax(raw["logits"].float(), dim=1)).sum(dim=1)
         return {"regression": F.smooth_l1_loss(raw["ab"].float(), ab / AB_SCALE, beta=0.05),
-                "classification": (weights * ce).mean()}
+                "classification": color.rebalanced_cross_entropy(raw["logits"], target, self.prior, self.rebalance)}
 
     def loss(self, raw: dict[str, torch.Tensor], ab: torch.Tensor) -> torch.Tensor:
         parts = self.losses(raw, ab)

@@ -44,7 +44,6 @@ from torch import nn
 import torch.nn.functional as F
 
 from .. import color
-from . import decoders
 from . import register_model
 
 #: segment pseudo-classes: a neutral cluster and 8 hue clusters.
@@ -144,7 +143,7 @@ class SemanticUNet(nn.Module):
 
     def decode(self, raw: dict[str, torch.Tensor]) -> torch.Tensor:
         """The classification head's annealed mean: the colorized result."""
-        return decoders.annealed_mean(raw["logits"], self.bins, self.temperature)
+        return color.annealed_mean(raw["logits"], self.bins, self.temperature)
 
     def decode_regression(self, raw: dict[str, torch.Tensor]) -> torch.Tensor:
         return raw["ab"].float() * 100.0
@@ -156,12 +155,9 @@ class SemanticUNet(nn.Module):
         """Each head's loss, unweighted."""
         ab = ab.float()
         target = color.soft_encode(ab, self.bins)
-        weights = color.rebalance_weights(self.prior, self.rebalance)
-        pixel_weight = weights[target.argmax(dim=1)]
-        ce = -(target * F.log_softmax(raw["logits"].float(), dim=1)).sum(dim=1)
         return {
             "regression": F.mse_loss(raw["ab"].float(), ab / 100.0),
-            "classification": (pixel_weight * ce).mean(),
+            "classification": color.rebalanced_cross_entropy(raw["logits"], target, self.prior, self.rebalance),
             "segmentation": dice_loss(raw["seg"], pseudo_segments(ab)),
             "scene": F.cross_entropy(raw["scene"].float(), pseudo_scene(ab, raw["l"])),
         }

@@ -70,11 +70,7 @@ class Zhang2016(nn.Module):
     def loss(self, logits: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
         """Rebalanced cross-entropy against soft-encoded targets."""
         ab = F.interpolate(ab, size=logits.shape[-2:], mode="area")
-        target = color.soft_encode(ab, self.bins)
-        weights = color.rebalance_weights(self.prior, self.rebalance)
-        pixel_weight = weights[target.argmax(dim=1)]
-        ce = -(target * F.log_softmax(logits.float(), dim=1)).sum(dim=1)
-        return (pixel_weight * ce).mean()
+        return color.rebalanced_cross_entropy(logits, color.soft_encode(ab, self.bins), self.prior, self.rebalance)
 
     @torch.no_grad()
     def set_prior(self, counts: torch.Tensor) -> None:

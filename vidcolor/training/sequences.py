@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from vidcolor.errors import InvalidInput
+from vidcolor.training.common import is_video, shrink, training_files
 
 #: the per-frame camera motion's limits, as fractions of the crop (pan), of the
 #: scale (zoom) and in degrees (rotation). Real footage at 24-30 fps moves a few
@@ -191,8 +192,6 @@ def clip_runs(path, short: int, frames: int, run: int) -> list[np.ndarray]:
     """
     import av
 
-    from vidcolor.training.train import _fit
-
     runs_wanted = max(1, math.ceil(frames / run))
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
@@ -206,7 +205,7 @@ def clip_runs(path, short: int, frames: int, run: int) -> list[np.ndarray]:
         runs, current = [], []
         for i, frame in enumerate(container.decode(stream)):
             if i % spacing < run:
-                current.append(_fit(frame.to_ndarray(format="rgb24"), short))
+                current.append(shrink(frame.to_ndarray(format="rgb24"), short))
                 if len(current) == run:
                     runs.append(np.stack(current))
                     current = []
@@ -219,11 +218,9 @@ def clip_runs(path, short: int, frames: int, run: int) -> list[np.ndarray]:
 
 def load_sources(dirs, short: int, frames_per_video: int, run: int = 8) -> Sources:
     """Still photos and clip runs under ``dirs`` (folders or files), like `vidcolor.training.train.load_images`."""
-    from vidcolor.training.train import VIDEO_EXTS, _files, _fit
-
     stills, clips = [], []
-    for path in _files(dirs):
-        if path.suffix.lower() in VIDEO_EXTS:
+    for path in training_files(dirs):
+        if is_video(path):
             try:
                 clips += clip_runs(path, short, frames_per_video, run)
             except Exception as exc:  # noqa: BLE001 - one broken clip must not stop training on the rest
@@ -233,7 +230,7 @@ def load_sources(dirs, short: int, frames_per_video: int, run: int = 8) -> Sourc
             continue
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is not None and min(bgr.shape[:2]) >= 32:
-            stills.append(_fit(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), short))
+            stills.append(shrink(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), short))
     if not stills and not clips:
         raise InvalidInput(f"{', '.join(map(str, dirs))}: no readable colour photos or clips to train on")
     return Sources(stills, clips)

@@ -19,15 +19,12 @@ import cv2
 import numpy as np
 import torch
 
-from vidcolor import color
-
-from vidcolor import weights
+from vidcolor import color, weights
 from vidcolor.errors import InvalidInput
-from vidcolor.models import get_model
+from vidcolor.models import ModelSpec, get_model
 from vidcolor.runtime import Runtime
+from vidcolor.training.common import is_video, lr_schedule, shrink, training_files
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
-VIDEO_EXTS = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".mpg", ".mpeg", ".m4v"}
 #: the smallest training crop every network of the registry takes (larsson2016 and
 #: temporal_unet fail at 16: their deepest feature maps would be empty).
 MIN_CROP = 32
@@ -95,25 +92,6 @@ def init_meta(cfg: TrainConfig) -> dict:
     return {"init": path.name, "init_steps": before.get("steps", "?"), "init_meta": json.dumps(before, sort_keys=True)}
 
 
-def _files(dirs) -> list[pathlib.Path]:
-    found = []
-    for d in dirs:
-        d = pathlib.Path(d)
-        if not d.exists():
-            raise InvalidInput(f"{d}: no such training folder; run `vidcolor data DIR` or pass a folder of colour photos")
-        paths = [d] if d.is_file() else sorted(p for p in d.rglob("*") if p.is_file())
-        found += [p for p in paths if p.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS]
-    return found
-
-
-def _fit(img: np.ndarray, short: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    s = short / min(h, w)
-    if s >= 1:
-        return img
-    return cv2.resize(img, (max(short, round(w * s)), max(short, round(h * s))), interpolation=cv2.INTER_AREA)
-
-
 def _video_frames(path: pathlib.Path, count: int):
     import av
 
@@ -131,13 +109,13 @@ def _video_frames(path: pathlib.Path, count: int):
 def load_images(dirs, short: int, frames_per_video: int) -> list[np.ndarray]:
     """RGB uint8 images, each downscaled so its short side is at most ``short``."""
     images = []
-    for path in _files(dirs):
-        if path.suffix.lower() in VIDEO_EXTS:
-            images += [_fit(f, short) for f in _video_frames(path, frames_per_video)]
+    for path in training_files(dirs):
+        if is_video(path):
+            images += [shrink(f, short) for f in _video_frames(path, frames_per_video)]
             continue
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is not None and min(bgr.shape[:2]) >= 32:
-            images.append(_fit(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), short))
+            images.append(shrink(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), short))
     if not images:
         raise InvalidInput(f"{', '.join(map(str, dirs))}: no readable colour photos or clips to train on")
     return images
@@ -177,8 +155,7 @@ def damage_luma(y: torch.Tensor, rng: np.random.Generator, share: float) -> torc
     """Luma (N,1,H,W) in 0..1 with a share of its samples exposed and grained like old film.
 
     An image model trained on clean photos answers a 10% change of exposure
-    with a different colour (tree.avi with `vidcolor.eval.degrade`'s exposure
-    flicker alone: the per-frame chroma flicker went from 0.59 to 3.09), and
+    with a different colour (measured: `benchmarks/results/training.md`), and
     reels are never evenly exposed. So the input of a damaged sample gets a
     gain (x0.74..1.35), an offset (+-0.08) and Gaussian grain (sigma up to
     0.05) while the target stays the clean colour: the colour must come from
@@ -210,10 +187,12 @@ def bin_counts(images, bins: torch.Tensor, size: int = 64) -> torch.Tensor:
 
 
 def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True) -> pathlib.Path:
+    """Fit a per-frame model (`vidcolor.training.fit.fit` sends temporal ones to their own trainer).
+
+    Checkpoints every ``save_every`` steps to OUT/last.safetensors and OUT/train_state.pt (``resume``
+    goes on from them), logs the loss to OUT/log.jsonl, returns the final weights' path.
+    """
     cfg.init_path()  # a wrong --init fails before the data loads
-    if getattr(get_model(cfg.model).build(), "temporal", False):  # GAN on frame pairs, not this loop
-        from vidcolor.training import train_temporal
-        return train_temporal.train(cfg, runtime, progress)
     from tqdm import tqdm
 
     spec = get_model(cfg.model)
@@ -226,37 +205,19 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
 
     images = load_images(cfg.data, short=2 * cfg.crop, frames_per_video=cfg.frames_per_video)
     model = spec.build()
-    step, seconds = 0, 0.0
-    if cfg.resume and last.is_file() and state_file.is_file():
-        weights.load_into(model, last, cfg.model)
-        state = torch.load(state_file, map_location="cpu", weights_only=True)
-        step, seconds = int(state["step"]), float(state["seconds"])
+    state = start_model(model, spec, cfg, images, last, state_file)
+    step, seconds = (int(state["step"]), float(state["seconds"])) if state is not None else (0, 0.0)
+    if state is not None:
         rng = np.random.default_rng([cfg.seed, step])
-    elif cfg.init is not None:
-        weights.load_into(model, cfg.init_path(), cfg.model)  # zhang2016's bin prior comes with them
-    else:
-        if spec.backbone is not None:
-            from vidcolor.training.pretrained import load_imagenet
-
-            load_imagenet(model.encoder, spec.backbone)
-        if hasattr(model, "set_prior"):
-            model.set_prior(bin_counts(images, model.bins))
     encoder = model.encoder if spec.backbone is not None else None
     set_mode(model, encoder)
     model.to(device)
     opt = torch.optim.AdamW(param_groups(model, encoder, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    # Cosine decay to 5% of the peak, after a short warm-up.
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 100) * (
-        0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(cfg.steps))
     if step:
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-
-    meta = {"model": cfg.model, "data": ",".join(map(str, cfg.data)), "images": len(images),
-            "crop": cfg.crop, "batch": cfg.batch, "lr": cfg.lr, "device": str(device),
-            "torch_threads": torch.get_num_threads(), "input_damage": cfg.input_damage, **init_meta(cfg)}
-    if encoder is not None:
-        meta.update(backbone=spec.backbone, freeze_encoder=cfg.freeze_encoder, encoder_lr=cfg.encoder_lr)
+    meta = run_meta(cfg, spec, len(images), device)
 
     def checkpoint():
         weights.save(model, last, {**meta, "steps": step, "seconds": round(seconds)})
@@ -266,35 +227,64 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
         tmp.replace(state_file)
 
     damage = functools.partial(damage_luma, rng=rng, share=cfg.input_damage) if cfg.input_damage else None
-    log = (cfg.out / "log.jsonl").open("a")
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
-    while step < cfg.steps:
-        if encoder is not None:
-            encoder.requires_grad_(step >= cfg.freeze_encoder)
-        t0 = time.perf_counter()
-        l_in, ab = split_lab(random_batch(images, cfg.batch, cfg.crop, rng), damage)
-        l_in, ab = l_in.to(device), ab.to(device)
-        with runtime.autocast():
-            raw = model(l_in)
-        loss = model.loss(raw, ab)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        step += 1
-        seconds += time.perf_counter() - t0
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.3f}")
-        if step % 20 == 0:
-            log.write(json.dumps({"step": step, "loss": loss.item(), "lr": sched.get_last_lr()[0],
-                                  "seconds": round(seconds, 1)}) + "\n")
-            log.flush()
-        if step % cfg.save_every == 0 or step == cfg.steps:
-            checkpoint()
+    with (cfg.out / "log.jsonl").open("a") as log:
+        while step < cfg.steps:
+            if encoder is not None:
+                encoder.requires_grad_(step >= cfg.freeze_encoder)
+            t0 = time.perf_counter()
+            l_in, ab = split_lab(random_batch(images, cfg.batch, cfg.crop, rng), damage)
+            l_in, ab = l_in.to(device), ab.to(device)
+            with runtime.autocast():
+                raw = model(l_in)
+            loss = model.loss(raw, ab)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            seconds += time.perf_counter() - t0
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            if step % 20 == 0:
+                log.write(json.dumps({"step": step, "loss": loss.item(), "lr": sched.get_last_lr()[0],
+                                      "seconds": round(seconds, 1)}) + "\n")
+                log.flush()
+            if step % cfg.save_every == 0 or step == cfg.steps:
+                checkpoint()
     bar.close()
     model.eval()
     return save_final(model, cfg, meta, step, seconds, calibrate_chroma_gain(model, images, cfg.crop, device,
                                                                              seed=cfg.seed))
+
+
+def start_model(model: torch.nn.Module, spec: ModelSpec, cfg: TrainConfig, images, last: pathlib.Path,
+                state_file: pathlib.Path) -> dict | None:
+    """Where ``model`` starts: a resumed run's weights (its saved state returned), else ``--init``'s
+    weights, else ImageNet's encoder (if the model has one) and the images' colour prior (None returned)."""
+    if cfg.resume and last.is_file() and state_file.is_file():
+        weights.load_into(model, last, cfg.model)
+        return torch.load(state_file, map_location="cpu", weights_only=True)
+    if cfg.init is not None:
+        weights.load_into(model, cfg.init_path(), cfg.model)  # zhang2016's bin prior comes with them
+        return None
+    if spec.backbone is not None:
+        from vidcolor.training.pretrained import load_imagenet
+
+        load_imagenet(model.encoder, spec.backbone)
+    if hasattr(model, "set_prior"):
+        model.set_prior(bin_counts(images, model.bins))
+    return None
+
+
+def run_meta(cfg: TrainConfig, spec: ModelSpec, images: int, device) -> dict:
+    """The facts of the run the weights' metadata keeps."""
+    meta = {"model": cfg.model, "data": ",".join(map(str, cfg.data)), "images": images,
+            "crop": cfg.crop, "batch": cfg.batch, "lr": cfg.lr, "device": str(device),
+            "torch_threads": torch.get_num_threads(), "input_damage": cfg.input_damage, **init_meta(cfg)}
+    if spec.backbone is not None:
+        meta.update(backbone=spec.backbone, freeze_encoder=cfg.freeze_encoder, encoder_lr=cfg.encoder_lr)
+    return meta
 
 
 def set_mode(model: torch.nn.Module, encoder: torch.nn.Module | None) -> None:

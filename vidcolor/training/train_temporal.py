@@ -1,25 +1,19 @@
 """Adversarial training of temporal models (`temporal_unet`), as Thasarathan et al.
 
-`vidcolor.training.train.train` hands a model whose class says ``temporal = True`` to
-`train` here, with the same `TrainConfig`, checkpoints, ``--resume`` and log.
+`vidcolor.training.fit.fit` hands a model the registry calls temporal to `train`
+here, with the same `TrainConfig`, checkpoints, ``--resume`` and log as
+`vidcolor.training.train.train`.
 
 Each sample is a pair of consecutive frames, cut by `vidcolor.training.sequences`
 from a still photo filmed by a virtual camera or from a colour clip. The
-previous frame's ab is the true one or blank (ab = 0), drawn per sample as
-in the authors' code, so one network both starts a shot and carries its
-colours on; and, unlike their code, a third of the batch is the generator's own
-colouring of a shot (`OwnShots`): a shot of `SHOT` frames coloured one frame per
-training step, each frame's history the generator's own output for the frame
-before, from blank at the shot's start, as the engine colours a shot. Trained on
-true histories only, the first version shipped here drifted when fed its own
-(flicker 5.3 against 0.8 for the original on bikes.mp4, colourfulness 2.8x);
-trained on its own colouring of one frame from blank, the second (shipped) still drifted
-over a shot (PSNR on bikes.mp4 falling from 37 to 24 dB over 45 frames, flicker
-2.75), and so did a run on its colouring of 4-frame chains (34 to 24 dB, 3.24).
-Fine-tuned 2500 steps with these shots, that run's flicker on bikes.mp4 fell to
-1.95 but its colour still saturates along a shot; the shipped weights predate
-them (see the model card's trials).
-The generator's objective is
+previous frame's ab is the true one or blank (ab = 0), drawn per sample as in
+the authors' code, so one network both starts a shot and carries its colours
+on; and, unlike their code, a third of the batch is the generator's own
+colouring of a shot (`OwnShots`): `SHOT` frames coloured one per training step,
+each frame's history the generator's output for the frame before, from blank at
+the shot's start, as the engine colours a shot. A model trained on true
+histories only drifts when fed its own (the trials: `scripts/card_notes/temporal_unet.md`
+and `benchmarks/results/training.md`). The generator's objective is
 
     10 L1 + 30 style + 1 content + 1 adversarial
 
@@ -34,28 +28,18 @@ learning rate a tenth of the generator's, and the discriminator stepped on
 the first step and every 12th only.
 
 Unlike it:
-* the style weight is 30, not 1000. Their 1000 is tuned to VGG-19
-  features; on these features the style term's gradient at the start was
-  about 4000 times the L1 term's and training stalled: after 300 steps
-  (batch 8, 64 px, learning rate 1e-3 or the authors' 1e-4; measured with
-  a fourth block of features, since dropped for speed) the model was
-  worse than predicting grey (ab L1 10.4 and 13.1 against 9.7) and had not
-  learnt to use the previous frame (10.9 / 13.1 where copying it gives
-  3.1). At 30 the weighted style term is of the order of the others
-  (style ~2.3, L1 ~0.7, content ~1.1 at 300 steps) and the previous frame
-  is used (5.4 after 300 steps).
-* both learning rates follow `vidcolor.training.train`'s warm-up and cosine decay,
-  because a CPU budget of a few thousand steps ends long before their 50
-  epochs would;
+* the style weight is 30, not 1000: their 1000 is tuned to VGG-19 features; on
+  these the style term's gradient dwarfed the L1 term's and training stalled;
+* both learning rates follow `vidcolor.training.common.lr_schedule`'s warm-up and
+  cosine decay, because a CPU budget of a few thousand steps ends long before
+  their 50 epochs would;
 * the discriminator's loss is only computed on the steps it is stepped (the
   authors compute and discard it on the others: same updates, less work).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import time
 
 import numpy as np
@@ -66,6 +50,7 @@ from vidcolor import weights
 from vidcolor.models import get_model
 from vidcolor.models.temporal_unet import PatchDiscriminator
 from vidcolor.runtime import Runtime
+from vidcolor.training.common import lr_schedule, sha256_file
 from vidcolor.training.sequences import Sources, load_sources, random_sequences
 from vidcolor.training.train import TrainConfig, init_meta, save_final, split_lab
 
@@ -207,16 +192,10 @@ class OwnShots:
         self._t += 1
 
 
-def _sha(path) -> str:
-    return hashlib.sha256(open(path, "rb").read()).hexdigest()[:16]
-
-
-def _schedule(steps: int):
-    # vidcolor.training.train's: warm-up over 100 steps, cosine decay to 5% of the peak.
-    return lambda s: min(1.0, (s + 1) / 100) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
-
-
 def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True):
+    """Fit a temporal model as in the module's description; checkpoints, ``resume`` and log as
+    `vidcolor.training.train.train`'s, plus OUT/last_discriminator.safetensors."""
+    cfg.init_path()  # a wrong --init fails before the data loads
     from tqdm import tqdm
 
     spec = get_model(cfg.model)
@@ -230,7 +209,6 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
 
     sources = load_sources(cfg.data, short=2 * cfg.crop, frames_per_video=cfg.frames_per_video)
     gen, disc = spec.build(), PatchDiscriminator()
-    zhang_path = weights.weights_path(get_model("zhang2016"), None)
     features = LabFeatures(weights.load_model("zhang2016", None, Runtime(device="cpu"))).to(device)
 
     step, seconds, state = 0, 0.0, None
@@ -246,30 +224,14 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
     disc.to(device).train()
     # A third of the batch (one sample at least, none for a batch of one); a resumed run starts new shots.
     shots = OwnShots(sources, min(cfg.batch - 1, max(1, round(cfg.batch * OWN_PROB))), cfg.crop, rng, device)
-    opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr, betas=ADAM_BETAS)
-    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr * D_LR_RATIO, betas=ADAM_BETAS)
-    sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, _schedule(cfg.steps))
-    sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, _schedule(cfg.steps))
-    if state is not None:
-        opt_g.load_state_dict(state["optimizer"])
-        opt_d.load_state_dict(state["optimizer_d"])
-        sched_g.load_state_dict(state["scheduler"])
-        sched_d.load_state_dict(state["scheduler_d"])
-
-    meta = {"model": cfg.model, "data": ",".join(map(str, cfg.data)), "images": len(sources.stills),
-            "clip_frames": sources.clip_frames, "crop": cfg.crop, "batch": cfg.batch, "lr": cfg.lr,
-            "lr_discriminator": cfg.lr * D_LR_RATIO, "loss_weights": json.dumps(LOSS_WEIGHTS),
-            "blank_prob": BLANK_PROB, "own_prob": OWN_PROB, "own_shot": SHOT, "d_every": D_EVERY,
-            "perceptual": f"zhang2016 blocks 1-3, {zhang_path.name} sha256 {_sha(zhang_path)}",
-            "device": str(device), "torch_threads": torch.get_num_threads(), **init_meta(cfg)}
+    opt = Optimisers(gen, disc, cfg, state)
+    meta = run_meta(cfg, sources, device)
 
     def checkpoint():
         weights.save(gen, last, {**meta, "steps": step, "seconds": round(seconds)})
         weights.save(disc, last_d, {**meta, "steps": step})
         tmp = state_file.with_suffix(".partial")
-        torch.save({"step": step, "seconds": seconds, "optimizer": opt_g.state_dict(),
-                    "optimizer_d": opt_d.state_dict(), "scheduler": sched_g.state_dict(),
-                    "scheduler_d": sched_d.state_dict()}, tmp)
+        torch.save({"step": step, "seconds": seconds, **opt.state_dict()}, tmp)
         tmp.replace(state_file)
 
     loss_d = torch.tensor(float("nan"))
@@ -284,39 +246,19 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
                 raw = gen(l, prev_ab)
             fake = gen.decode(raw)
             shots.advance(fake[cfg.batch - shots.slots:])
-
             if step == 0 or (step + 1) % D_EVERY == 0:
-                disc.requires_grad_(True)
-                with runtime.autocast():
-                    logits = disc(torch.cat((l, l)), torch.cat((prev_ab, prev_ab)),
-                                  torch.cat((fake.detach(), ab)))
-                fake_logits, real_logits = logits.chunk(2)
-                loss_d = 0.5 * (_bce(fake_logits, False) + _bce(real_logits, True))
-                opt_d.zero_grad(set_to_none=True)
-                loss_d.backward()
-                opt_d.step()
-
-            # The generator's step needs gradients through D, not of D's weights.
-            disc.requires_grad_(False)
-            with runtime.autocast():
-                adv = _bce(disc(l, prev_ab, fake), True)
-            l1 = gen.loss(raw, ab)
-            content, style = perceptual_losses(features, l, fake, ab)
-            parts = {"l1": l1, "style": style, "content": content, "adversarial": adv}
-            loss_g = sum(LOSS_WEIGHTS[k] * v for k, v in parts.items())
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
-            sched_g.step()
-            sched_d.step()
+                loss_d = discriminator_step(disc, opt.d, runtime, l, prev_ab, fake, ab)
+            loss_g, parts = generator_step(gen, disc, features, opt.g, runtime, raw, (l, prev_ab, fake, ab))
+            opt.sched_g.step()
+            opt.sched_d.step()
             step += 1
             seconds += time.perf_counter() - t0
             bar.update(1)
-            bar.set_postfix(g=f"{loss_g.item():.3f}", l1=f"{l1.item():.4f}", d=f"{loss_d.item():.3f}")
+            bar.set_postfix(g=f"{loss_g.item():.3f}", l1=f"{parts['l1'].item():.4f}", d=f"{loss_d.item():.3f}")
             if step % 20 == 0 or step == cfg.steps:
                 log.write(json.dumps({"step": step, "loss": loss_g.item(),
                                       **{k: v.item() for k, v in parts.items()}, "loss_d": loss_d.item(),
-                                      "lr": sched_g.get_last_lr()[0], "seconds": round(seconds, 1)}) + "\n")
+                                      "lr": opt.sched_g.get_last_lr()[0], "seconds": round(seconds, 1)}) + "\n")
                 log.flush()
             if step % cfg.save_every == 0 or step == cfg.steps:
                 checkpoint()
@@ -324,6 +266,70 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
     gen.eval()
     return save_final(gen, cfg, meta, step, seconds, calibrate_chroma_gain(gen, sources, cfg.crop, device,
                                                                            seed=cfg.seed))
+
+
+class Optimisers:
+    """The generator's and the discriminator's Adam and schedules (`lr_schedule`), restored from ``state``."""
+
+    def __init__(self, gen: torch.nn.Module, disc: torch.nn.Module, cfg: TrainConfig, state: dict | None):
+        self.g = torch.optim.Adam(gen.parameters(), lr=cfg.lr, betas=ADAM_BETAS)
+        self.d = torch.optim.Adam(disc.parameters(), lr=cfg.lr * D_LR_RATIO, betas=ADAM_BETAS)
+        self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.g, lr_schedule(cfg.steps))
+        self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.d, lr_schedule(cfg.steps))
+        if state is not None:
+            self.g.load_state_dict(state["optimizer"])
+            self.d.load_state_dict(state["optimizer_d"])
+            self.sched_g.load_state_dict(state["scheduler"])
+            self.sched_d.load_state_dict(state["scheduler_d"])
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.g.state_dict(), "optimizer_d": self.d.state_dict(),
+                "scheduler": self.sched_g.state_dict(), "scheduler_d": self.sched_d.state_dict()}
+
+
+def discriminator_step(disc, opt_d, runtime: Runtime, l, prev_ab, fake, ab) -> torch.Tensor:
+    """One step of the discriminator on the generated ab (detached) and the true ab; its loss."""
+    disc.requires_grad_(True)
+    with runtime.autocast():
+        logits = disc(torch.cat((l, l)), torch.cat((prev_ab, prev_ab)), torch.cat((fake.detach(), ab)))
+    fake_logits, real_logits = logits.chunk(2)
+    loss_d = 0.5 * (_bce(fake_logits, False) + _bce(real_logits, True))
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_d.step()
+    return loss_d
+
+
+def generator_step(gen, disc, features: LabFeatures, opt_g, runtime: Runtime, raw,
+                   batch: tuple) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One step of the generator on `LOSS_WEIGHTS`' objective; its loss and the loss's parts.
+
+    ``batch``: (L, previous ab, generated ab, true ab); ``raw`` the generator's output for them.
+    """
+    l, prev_ab, fake, ab = batch
+    # The generator's step needs gradients through D, not of D's weights.
+    disc.requires_grad_(False)
+    with runtime.autocast():
+        adv = _bce(disc(l, prev_ab, fake), True)
+    l1 = gen.loss(raw, ab)
+    content, style = perceptual_losses(features, l, fake, ab)
+    parts = {"l1": l1, "style": style, "content": content, "adversarial": adv}
+    loss_g = sum(LOSS_WEIGHTS[k] * v for k, v in parts.items())
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_g.step()
+    return loss_g, parts
+
+
+def run_meta(cfg: TrainConfig, sources: Sources, device) -> dict:
+    """The facts of the run the weights' metadata keeps (the perceptual network's file by its hash)."""
+    zhang_path = weights.weights_path(get_model("zhang2016"), None)
+    return {"model": cfg.model, "data": ",".join(map(str, cfg.data)), "images": len(sources.stills),
+            "clip_frames": sources.clip_frames, "crop": cfg.crop, "batch": cfg.batch, "lr": cfg.lr,
+            "lr_discriminator": cfg.lr * D_LR_RATIO, "loss_weights": json.dumps(LOSS_WEIGHTS),
+            "blank_prob": BLANK_PROB, "own_prob": OWN_PROB, "own_shot": SHOT, "d_every": D_EVERY,
+            "perceptual": f"zhang2016 blocks 1-3, {zhang_path.name} sha256 {sha256_file(zhang_path)[:16]}",
+            "device": str(device), "torch_threads": torch.get_num_threads(), **init_meta(cfg)}
 
 
 @torch.no_grad()

@@ -1,0 +1,69 @@
+"""What both trainers share: the training files, their downscaling, the learning-rate schedule, file hashes.
+
+`vidcolor.training.train` (per-frame models) and `vidcolor.training.train_temporal`
+(the GAN on frame pairs) read the same folders, shrink pictures the same way and
+follow the same warm-up and cosine decay; `vidcolor.training.sequences` cuts its
+sequences from the same files. One copy of each, here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import pathlib
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+from vidcolor.errors import InvalidInput
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+VIDEO_EXTS = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".mpg", ".mpeg", ".m4v"}
+#: steps of the learning rate's linear warm-up, and the share of the peak the cosine decays to.
+WARMUP_STEPS = 100
+FINAL_LR_SHARE = 0.05
+
+
+def training_files(dirs) -> list[pathlib.Path]:
+    """The photos and clips under ``dirs`` (folders, searched recursively, or files), in sorted order."""
+    found = []
+    for d in dirs:
+        d = pathlib.Path(d)
+        if not d.exists():
+            raise InvalidInput(f"{d}: no such training folder; run `vidcolor data DIR` or pass a folder of colour photos")
+        paths = [d] if d.is_file() else sorted(p for p in d.rglob("*") if p.is_file())
+        found += [p for p in paths if p.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS]
+    return found
+
+
+def is_video(path: pathlib.Path) -> bool:
+    return path.suffix.lower() in VIDEO_EXTS
+
+
+def shrink(img: np.ndarray, short: int) -> np.ndarray:
+    """``img`` downscaled (area filter) so that its short side is ``short``; a smaller one unchanged."""
+    h, w = img.shape[:2]
+    s = short / min(h, w)
+    if s >= 1:
+        return img
+    return cv2.resize(img, (max(short, round(w * s)), max(short, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
+def lr_schedule(steps: int) -> Callable[[int], float]:
+    """The learning rate's factor at each step (for ``LambdaLR``): a linear warm-up over
+    `WARMUP_STEPS`, then a cosine decay to `FINAL_LR_SHARE` of the peak at ``steps``."""
+    def factor(s: int) -> float:
+        return min(1.0, (s + 1) / WARMUP_STEPS) * (
+            FINAL_LR_SHARE + (1 - FINAL_LR_SHARE) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+
+    return factor
+
+
+def sha256_file(path: str | pathlib.Path, chunk: int = 1 << 20) -> str:
+    """The hex SHA-256 of a file, read in chunks (the file is closed afterwards)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
