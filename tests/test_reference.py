@@ -323,3 +323,27 @@ def test_vapoursynth_reference_colours_the_shot_whatever_the_request_order(tmp_p
         colorize(clip(), reference=str(tmp_path / "nope.png"))
     with pytest.raises(vs.Error, match="leave temporal=None"):
         colorize(clip(), reference=str(key), temporal="stabilize")
+
+
+@pytest.mark.slow
+def test_batch_references_folder_matched_by_file_name(capsys, tmp_path):
+    frames_a, frames_b = colour_scene(6, seed=14), colour_scene(4, seed=15)
+    films = tmp_path / "films"
+    films.mkdir()
+    gray_video(films / "reel_a.mkv", frames_a)
+    gray_video(films / "reel_b.mkv", frames_b)
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    cv2.imwrite(str(refs / "reel_a.key.png"), cv2.cvtColor(frames_a[2], cv2.COLOR_RGB2BGR))
+    rc, err = vidcolor(capsys, "batch", films, "-o", tmp_path / "out", "--references", tmp_path / "nope",
+                       "--jobs", "1")
+    assert rc == 1 and "--references" in err and "not a folder" in err
+    rc, err = vidcolor(capsys, "batch", films, "-o", tmp_path / "out", "--references", refs, "--jobs", "1",
+                       "--codec", "ffv1", "--quiet")
+    assert rc == 0, err
+    out_a = decoded_rgb(tmp_path / "out" / "reel_a.mkv")
+    out_b = decoded_rgb(tmp_path / "out" / "reel_b.mkv")
+    assert len(out_a) == 6 and len(out_b) == 4
+    err_a = [ab_error(f, o) for f, o in zip(frames_a, out_a)]
+    err_b = [ab_error(f, o) for f, o in zip(frames_b, out_b)]
+    assert max(err_a) < 12 and np.mean(err_b) > 2 * max(err_a), (err_a, err_b)

@@ -447,13 +447,17 @@ def run_batch(argv) -> int:
                    help="cut each film at keyframes into up to N segments colorized in parallel, then join them")
     p.add_argument("-y", "--overwrite", action="store_true",
                    help="replace outputs this batch did not make; redo a batch made with other settings")
+    p.add_argument("--references", metavar="FOLDER",
+                   help="colour references named after the films (FILM.png, FILM.2.jpg...): each film's colour "
+                        "is carried from its own (see --reference); films without one get the model's")
     p.add_argument("--quiet", action="store_true", help="no line per finished file")
     args = p.parse_args(argv)
     cfg = BatchConfig(inputs=tuple(args.inputs), outdir=pathlib.Path(args.output), model=args.model,
                       weights=args.weights, device=args.device, dtype=args.dtype, batch=args.batch,
                       saturation=args.saturation, stabilize=args.stabilize, opts=_encode_options(args),
                       ext=args.ext, jobs=args.jobs, ray=args.ray, segments=args.segments,
-                      overwrite=args.overwrite, progress=not args.quiet, strict=args.strict)
+                      overwrite=args.overwrite, progress=not args.quiet, strict=args.strict,
+                      references=pathlib.Path(args.references) if args.references else None)
     try:
         summary = batch(cfg)
     except KeyboardInterrupt as exc:

@@ -53,6 +53,8 @@ class BatchConfig:
     progress: bool = True
     #: a damaged input (frames lost in the middle) fails instead of being done with a warning.
     strict: bool = False
+    #: a folder of colour references named after the films (film.png, film.2.jpg): `--references`.
+    references: pathlib.Path | None = None
 
     def __post_init__(self) -> None:
         if not self.inputs:
@@ -61,6 +63,13 @@ class BatchConfig:
             raise InvalidInput("--jobs must be at least 1")
         if self.segments < 1:
             raise InvalidInput("--segments must be at least 1")
+        if self.references is not None:
+            if not pathlib.Path(self.references).is_dir():
+                raise InvalidInput(f"--references {self.references}: not a folder; give a folder of colour pictures "
+                                   "named after the films (film.png, film.2.jpg)")
+            if self.segments > 1:
+                raise InvalidInput("--references colours each film whole (a reference's colour runs through its "
+                                   "shot); leave out --segments")
         if self.batch < 1:
             raise InvalidInput(f"--batch {self.batch}: give at least 1 frame per model call")
         if self.ext and not self.ext.startswith("."):
@@ -72,7 +81,9 @@ class BatchConfig:
         weights = str(pathlib.Path(self.weights).expanduser().resolve()) if self.weights else None
         return {"model": self.model, "weights": weights, "dtype": self.dtype, "saturation": self.saturation,
                 "stabilize": self.stabilize, "codec": o.codec, "crf": o.crf,
-                "preset": o.preset, "pix_fmt": o.pix_fmt, "start": o.start, "duration": o.duration, "ext": self.ext}
+                "preset": o.preset, "pix_fmt": o.pix_fmt, "start": o.start, "duration": o.duration, "ext": self.ext,
+                # only when given: batches made before references existed resume with the same settings
+                **({"references": str(pathlib.Path(self.references).resolve())} if self.references else {})}
 
 
 @dataclasses.dataclass
@@ -336,7 +347,8 @@ class _BatchRun:
         devices: list[str] = []
         jobs = cfg.jobs
         spec = WorkerSpec(cfg.model, cfg.weights, cfg.device, cfg.dtype, cfg.batch,
-                          saturation=cfg.saturation, stabilize=cfg.stabilize)
+                          saturation=cfg.saturation, stabilize=cfg.stabilize,
+                          references=str(cfg.references) if cfg.references else None)
         if cfg.ray:
             pool = RayPool(spec, jobs, cfg.ray) if self.tasks else None
         else:

@@ -21,6 +21,7 @@ import multiprocessing.util
 import os
 import pathlib
 import signal
+import sys
 import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
@@ -45,6 +46,18 @@ class WorkerSpec:
     threads: int | None = None
     saturation: float = 1.0
     stabilize: bool = False
+    #: a folder of references matched to the films by name (`references_for`), or None
+    references: str | None = None
+
+
+def references_for(folder: pathlib.Path, src: pathlib.Path) -> list[pathlib.Path]:
+    """The pictures of ``folder`` named after the film ``src``: ``STEM.EXT`` or ``STEM.ANYTHING.EXT``."""
+    from vidcolor.io.media import is_image
+
+    stem = pathlib.Path(src).stem
+    found = [p for p in pathlib.Path(folder).iterdir()
+             if is_image(p) and (p.stem == stem or p.name.startswith(stem + "."))]
+    return sorted(found)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +105,26 @@ def _load(spec: WorkerSpec) -> None:
         _WORKER.error = one_line(exc)
 
 
+def _referenced(colorizer, task: Task):
+    """The worker's colorizer with the film's references (planned on it), or as it is when it has none."""
+    import warnings
+
+    from vidcolor.io.reference import plan_video
+    from vidcolor.temporal.reference import ReferenceWarning, load_reference
+
+    paths = references_for(pathlib.Path(_WORKER.spec.references), pathlib.Path(task.src))
+    if not paths:
+        return colorizer
+    twin = colorizer.referenced([load_reference(p) for p in paths], names=[str(p) for p in paths])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ReferenceWarning)
+        plan_video(twin, pathlib.Path(task.src), task.opts)
+    for w in caught:
+        if issubclass(w.category, ReferenceWarning):
+            print(f"vidcolor: warning: {task.src}: {w.message}", file=sys.stderr, flush=True)
+    return twin
+
+
 def work(task: Task) -> dict:
     """Colorize one file or segment with this process's model; errors come back as values."""
     from vidcolor.io.engine import VideoJob
@@ -100,7 +133,10 @@ def work(task: Task) -> dict:
         return {"ok": False, "fatal": True, "error": f"loading the model failed: {_WORKER.error}"}
     _WORKER.busy = True
     try:
-        job = VideoJob(task.src, task.dst, _WORKER.colorizer, task.opts, progress=task.progress)
+        colorizer = _WORKER.colorizer
+        if _WORKER.spec.references:
+            colorizer = _referenced(colorizer, task)
+        job = VideoJob(task.src, task.dst, colorizer, task.opts, progress=task.progress)
         job.announce = False  # the model's line once per batch would do; not once per file
         stats = job.run()
         digest, size = sha256_file(task.dst)
