@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from conftest import default_sigint, make_video, probe, sha256
+from vidcolor.jobs import BatchConfig
 from vidcolor.jobs.manifest import MANIFEST, Manifest
 from vidcolor.jobs.plan import collect_inputs
 from vidcolor.cli import main
@@ -180,6 +181,17 @@ def by_name(states: dict, **named) -> dict:
 # --------------------------------------------------------------------------
 # inputs, manifest and refusals (no worker needed)
 # --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kw,said", [({"jobs": 0}, "--jobs must be at least 1"),
+                                     ({"segments": 0}, "--segments must be at least 1"),
+                                     ({"batch": 0}, "--batch 0"), ({"inputs": ()}, "no inputs")])
+def test_batch_config_checks_its_values(kw, said):
+    """BatchConfig refuses what no batch can run, in one line, before anything is read or written."""
+    with pytest.raises(InvalidInput, match=re.escape(said)):
+        BatchConfig(**{"inputs": ("a.mkv",), "outdir": "out", **kw})
+    cfg = BatchConfig(["a.mkv"], "out", ext="mkv")
+    assert cfg.ext == ".mkv" and cfg.inputs == ("a.mkv",) and cfg.outdir == pathlib.Path("out")
 
 
 def test_inputs_files_folders_and_globs(tmp_path):

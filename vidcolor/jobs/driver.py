@@ -57,6 +57,8 @@ class BatchConfig:
     references: pathlib.Path | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        object.__setattr__(self, "outdir", pathlib.Path(self.outdir))
         if not self.inputs:
             raise InvalidInput("no inputs: name video files, folders or glob patterns")
         if self.jobs is not None and self.jobs < 1:
