@@ -53,6 +53,8 @@ from vidcolor.temporal.stabilizer import DEFAULT_ALPHA, Stabilizer
 __all__ = ["MAX_LOOKAHEAD", "FeatureExtractor", "Reference", "ReferenceGuide", "ReferenceTrack", "ReferenceWarning", "Served",
            "load_reference", "match_score"]
 
+#: the first read matches frames and references at the working size divided by this.
+COARSE = 4
 #: frames of a shot before its matched frame that are held for backward propagation (the engine's window).
 MAX_LOOKAHEAD = 600
 #: softmax temperature of the non-local transfer on cosine similarities (Zhang et al.'s 0.01).
@@ -61,8 +63,10 @@ TEMPERATURE = 0.01
 SIM_LOW, SIM_HIGH = 0.45, 0.8
 #: the share of the carried field kept per frame of propagation (it fades to the transfer far away).
 DECAY = 0.995
-#: a reference whose best frame matches worse than this serves no shot (a warning says so).
-MIN_MATCH = 0.5
+#: a reference whose best frame matches worse than this serves no shot (a warning says so); pictures of
+#: unrelated scenes score 0.32-0.48 on the evaluation clips, frames of the same shot 0.74-1
+#: (benchmarks/results/reference.md).
+MIN_MATCH = 0.55
 #: a reference whose mean chroma (|ab|) is below this has no colour to give.
 MIN_CHROMA = 3.0
 
@@ -149,15 +153,10 @@ class FeatureExtractor:
 
 
 def match_score(frame_feats: torch.Tensor, ref_feats: torch.Tensor) -> float:
-    """How well a frame matches a reference: the mean over the frame's positions of the best similarity.
-
-    On both maps pooled to stride 16 (a sixteenth of the products of the transfer's stride 8).
-    """
-    def pooled(f):
-        f = F.avg_pool2d(f[None], 2, ceil_mode=True)[0]
-        return F.normalize(f.reshape(f.shape[0], -1), dim=0)
-
-    return float((pooled(frame_feats).T @ pooled(ref_feats)).max(dim=1).values.mean())
+    """How well a frame matches a reference: the mean over the frame's positions of the best similarity."""
+    f = frame_feats.reshape(frame_feats.shape[0], -1)
+    r = ref_feats.reshape(ref_feats.shape[0], -1)
+    return float((f.T @ r).max(dim=1).values.mean())
 
 
 # --------------------------------------------------------------------------
@@ -417,7 +416,7 @@ class ReferenceTrack:
     """One video's reference colour: planned over the whole video first, then applied as frames come in order.
 
     1. `plan` (a first read of the video's luma at the working size): scene cuts, and each reference's
-       match with every frame, on features at half the working size; which shot each reference serves.
+       match with every frame, on features at a quarter of the working size; which shot each reference serves.
     2. `prepare` (a second read, up to the last served frame): the fields carried backward from each
        matched frame to its shot's start (at most ``MAX_LOOKAHEAD`` frames before it), kept in float16.
     3. `run` (while colouring, in display order): the anchor at a matched frame, the fields carried
@@ -447,13 +446,13 @@ class ReferenceTrack:
         self.size = size
         self.refs = [Reference.prepare(rgb, size, self.features, name, pin, warn=warn)
                      for rgb, name, pin in zip(self.sources, self.names, self.pinned)]
-        half = (max(8, size[0] // 2), max(8, size[1] // 2))
-        self._half_feats = []
+        # matching on a quarter of the working size: a sixteenth of the encoder's cost there, enough to tell shots
+        self._coarse = (max(16, size[0] // COARSE), max(16, size[1] // COARSE))
+        self._coarse_feats = []
         for ref in self.refs:
-            y = F.interpolate(torch.from_numpy(ref.y)[None, None], size=(max(8, ref.y.shape[0] // 2),
-                              max(8, ref.y.shape[1] // 2)), mode="area")
-            self._half_feats.append(self.features(y)[0])
-        self._half = half
+            y = F.interpolate(torch.from_numpy(ref.y)[None, None], size=(max(16, ref.y.shape[0] // COARSE),
+                              max(16, ref.y.shape[1] // COARSE)), mode="area")
+            self._coarse_feats.append(self.features(y)[0])
 
     def plan(self, batches, warn: bool = True) -> list[Served]:
         """First read: ``batches`` of luma at the working size ((N,h,w) float 0..1), the whole video in order."""
@@ -468,9 +467,9 @@ class ReferenceTrack:
                 if detector.update(y) and n > 0:
                     starts.append(n)
                 n += 1
-            half = self.features(F.interpolate(torch.from_numpy(ys)[:, None], size=self._half, mode="area"))
-            for r, ref_feats in enumerate(self._half_feats):
-                scores[r] += [match_score(f, ref_feats) for f in half]
+            coarse = self.features(F.interpolate(torch.from_numpy(ys)[:, None], size=self._coarse, mode="area"))
+            for r, ref_feats in enumerate(self._coarse_feats):
+                scores[r] += [match_score(f, ref_feats) for f in coarse]
         self.frames, self.starts = n, starts
         cuts = [False] * n
         for s in starts[1:]:
