@@ -285,7 +285,8 @@ def test_eval_reference_middle_frame_gains_before_and_after(capsys, tmp_path):
     ref = rows["lite_unet+reference"]
     assert json.loads((tmp_path / "eval" / "clip-reference.json").read_text())["reference_frame"] == 3
     assert ref["gain_before"] > 3 and ref["gain_after"] > 3, ref
-    assert "lite_unet+stabilize" in rows and "| clip | 3 | lite_unet+reference |" in (
+    assert ref["gain_shot"] > 3 and 0 <= ref["colourfulness_ratio_shot"] and ref["flicker_shot"] >= 0
+    assert "lite_unet+stabilize" in rows and "| clip | 3 | 0-6 | lite_unet+reference |" in (
         tmp_path / "eval" / "reference.md").read_text()
 
 

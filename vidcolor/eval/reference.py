@@ -4,7 +4,10 @@ Each model is scored three ways on the same frames: alone, steadied (``+stabiliz
 reference (``+reference``, `vidcolor.colorizer.Colorizer.referenced`), the reference being the
 clip's own colour at frame 0, its middle frame or a given one. Beside `evaluate`'s rows, each row
 gets the PSNR over the frames other than the reference's (``psnr_others``), over the frames before
-and after it (``psnr_before``, ``psnr_after``) and the gain of each over the model alone.
+and after it (``psnr_before``, ``psnr_after``), over the other frames of its shot (``psnr_shot``: the
+plan's cuts; the issue's targets are on these) and the gain of each over the model alone; and on the
+shot, the colourfulness ratio to the original's and the flicker beside the original's own floor.
+The reference is pinned to its frame (`--reference-frame`), so the plan cannot pick another.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import torch
 from vidcolor import color
 from vidcolor.errors import InvalidInput
 from vidcolor.eval.evaluate import evaluate, open_frames
+from vidcolor.eval.metrics import colourfulness
 
 __all__ = ["REFERENCE", "evaluate_reference", "reference_index"]
 
@@ -42,10 +46,20 @@ def reference_index(at: str, frames: int) -> int:
     return k
 
 
+def _recorded(colorize, into: list[float]):
+    """``colorize`` that also notes each output frame's colourfulness (for the shot's own ratio)."""
+    def run(batch_frames: list[np.ndarray]) -> list[np.ndarray]:
+        out = colorize(batch_frames)
+        into.extend(colourfulness(np.asarray(o)) for o in out)
+        return out
+
+    return run
+
+
 def _referenced(colorizer, frames: list[np.ndarray], k: int, batch: int):
     """A colorize callable for `evaluate` whose plan (pass 1, and the backward pass) is made on first call,
-    so its time counts in the row's seconds."""
-    twin = colorizer.referenced([frames[k]], names=[f"frame {k}"])
+    so its time counts in the row's seconds; and the referenced colorizer (its plan says the shot)."""
+    twin = colorizer.referenced([frames[k]], names=[f"frame {k}"], pinned=[k])
     state = {"planned": False}
 
     def read():
@@ -59,7 +73,7 @@ def _referenced(colorizer, frames: list[np.ndarray], k: int, batch: int):
             state["planned"] = True
         return twin.colorize_rgb(batch_frames)
 
-    return colorize
+    return colorize, twin
 
 
 def _mean(values) -> float:
@@ -76,15 +90,22 @@ def evaluate_reference(source: Path, models: dict, out_dir: Path, *, at: str = "
     if not frames:
         raise InvalidInput(f"{source}: no frames could be decoded; check that it is a colour video and not empty")
     k = reference_index(at, len(frames))
-    runs = {}
+    runs, cf, twin = {}, {}, None
     for name, c in models.items():
         runs[name] = c.fresh().colorize_rgb
         if stabilize:
             runs[f"{name}+stabilize"] = c.stabilized().colorize_rgb
-        runs[name + REFERENCE] = _referenced(c, frames, k, batch)
+        runs[name + REFERENCE], twin = _referenced(c, frames, k, batch)
+    runs = {name: _recorded(run, cf.setdefault(name, [])) for name, run in runs.items()}
     out_dir = Path(out_dir)
     result = evaluate(Path(source), runs, out_dir, batch=batch, max_frames=max_frames, progress=progress)
-    per = result["per_frame"]["psnr"]
+    # the shot the reference serves (the plan's cuts): the issue's targets are on its frames
+    served = twin.reference.served_at(k) if twin is not None else None
+    s, e = (served.start, served.end) if served is not None else (k, k + 1)
+    shot = [t for t in range(s, e) if t != k]
+    original_cf = [colourfulness(f) for f in frames]
+    per, flicker = result["per_frame"]["psnr"], result["per_frame"]["flicker"]
+    floor = _mean([flicker["original"][t] for t in shot if t > s])
     for row in result["rows"]:
         p = per.get(row["name"])
         if p is None:
@@ -92,12 +113,19 @@ def evaluate_reference(source: Path, models: dict, out_dir: Path, *, at: str = "
         row["psnr_others"] = _mean(p[:k] + p[k + 1:])
         row["psnr_before"] = _mean(p[:k]) if k else math.nan
         row["psnr_after"] = _mean(p[k + 1:])
+        row["psnr_shot"] = _mean([p[t] for t in shot])
+        row["flicker_shot"] = _mean([flicker[row["name"]][t] for t in shot if t > s])  # pairs inside the shot
+        row["flicker_floor_shot"] = floor
+        if row["name"] in cf:
+            row["colourfulness_ratio_shot"] = _mean([cf[row["name"]][t] for t in shot]) / max(
+                1e-9, _mean([original_cf[t] for t in shot]))
     by_name = {row["name"]: row for row in result["rows"]}
     for name in models:
         base, ref = by_name[name], by_name[name + REFERENCE]
-        for key in ("psnr_others", "psnr_before", "psnr_after"):
+        for key in ("psnr_others", "psnr_before", "psnr_after", "psnr_shot"):
             ref["gain_" + key.removeprefix("psnr_")] = ref[key] - base[key]
     result["reference_frame"] = k
+    result["shot"] = [s, e]
     stem = result["name"]
     (out_dir / f"{stem}-reference.json").write_text(_json(result, k))
     return result
@@ -113,15 +141,15 @@ def _json(result: dict, k: int) -> str:
             return [safe(b) for b in v]
         return v
 
-    return json.dumps(safe({"source": result["source"], "reference_frame": k, "rows": result["rows"]}), indent=1)
+    return json.dumps(safe({"source": result["source"], "reference_frame": k, "shot": result.get("shot"),
+                            "rows": result["rows"]}), indent=1)
 
 
 def reference_table(results: list[dict]) -> str:
     """A Markdown table of the reference rows' figures, one line per clip and colorizer."""
-    lines = ["| clip | ref frame | colorizer | PSNR others | gain | before gain | after gain | colourful. ratio "
-             "| flicker | floor | seconds |", "|" + "---|" * 11]
+    lines = ["| clip | ref frame | shot | colorizer | PSNR shot | gain shot | gain before | gain after | "
+             "colourful. ratio shot | flicker shot | floor shot | seconds |", "|" + "---|" * 12]
     for r in results:
-        floor = next(row["flicker"] for row in r["rows"] if row["name"] == "original")
         for row in r["rows"]:
             if row["name"] in ("gray", "original"):
                 continue
@@ -130,8 +158,9 @@ def reference_table(results: list[dict]) -> str:
                 v = row.get(key)
                 return "" if v is None or (isinstance(v, float) and math.isnan(v)) else fmt.format(v)
 
-            lines.append(f"| {r['name']} | {r['reference_frame']} | {row['name']} | {f('psnr_others')} | "
-                         f"{f('gain_others')} | {f('gain_before')} | {f('gain_after')} | "
-                         f"{f('colourfulness_ratio', '{:.3f}')} | {f('flicker', '{:.3f}')} | {floor:.3f} | "
-                         f"{f('seconds', '{:.1f}')} |")
+            s, e = r.get("shot", (None, None))
+            lines.append(f"| {r['name']} | {r['reference_frame']} | {s}-{e - 1} | {row['name']} | {f('psnr_shot')} | "
+                         f"{f('gain_shot')} | {f('gain_before')} | {f('gain_after')} | "
+                         f"{f('colourfulness_ratio_shot', '{:.3f}')} | {f('flicker_shot', '{:.3f}')} | "
+                         f"{f('flicker_floor_shot', '{:.3f}')} | {f('seconds', '{:.1f}')} |")
     return "\n".join(lines)
