@@ -1,4 +1,4 @@
-"""Tests of vidcolor.training.dataset on media made in the test (no network)."""
+"""Tests of `vidcolor data` (training.dataset, sources, packages, photos) on media made here (no network)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ import numpy as np
 import pytest
 
 from vidcolor.training import dataset as D
+from vidcolor.training import packages as P
+from vidcolor.training import photos as Ph
+from vidcolor.training import sources as S
 from vidcolor.errors import VidcolorError
 
 
@@ -59,8 +62,8 @@ def test_scan_finds_webp_and_jpeg_among_junk():
     decoys = b"RIFF\x10\x00\x00\x00WAVEfmt " + b"\xff\xd8\xff\x00oops" + b"RIFF\xff\xff\xff\x7fWEBP"
     data = junk[0] + webp + junk[1] + decoys + jpeg + junk[2]
 
-    found = list(D.scan_image_blobs(data))
-    good = [(off, kind, blob) for off, kind, blob in found if D.decode_image(blob) is not None]
+    found = list(Ph.scan_image_blobs(data))
+    good = [(off, kind, blob) for off, kind, blob in found if Ph.decode_image(blob) is not None]
 
     assert [(off, kind) for off, kind, _ in good] == [
         (len(junk[0]), "webp"),
@@ -68,14 +71,14 @@ def test_scan_finds_webp_and_jpeg_among_junk():
     ]
     assert good[0][2] == webp
     assert good[1][2] == jpeg
-    np.testing.assert_array_equal(D.decode_image(good[0][2]), cv2.imdecode(np.frombuffer(webp, np.uint8), 1))
+    np.testing.assert_array_equal(Ph.decode_image(good[0][2]), cv2.imdecode(np.frombuffer(webp, np.uint8), 1))
 
 
 def test_webp_length_comes_from_riff_header():
     webp = enc(photo(3, 64, 64), ".webp")
     (size,) = struct.unpack("<I", webp[4:8])
     assert size + 8 == len(webp)
-    found = list(D.scan_image_blobs(b"xx" + webp + b"RIFF"))
+    found = list(Ph.scan_image_blobs(b"xx" + webp + b"RIFF"))
     assert [(o, k, len(b)) for o, k, b in found] == [(2, "webp", len(webp))]
 
 
@@ -87,24 +90,24 @@ def test_jpeg_end_skips_exif_thumbnail():
     with_thumb = big[:2] + app1 + big[2:]
     data = b"junk" + with_thumb + b"\xff\xd9trailing"
 
-    assert D.jpeg_end(data, 4) == 4 + len(with_thumb)
-    found = list(D.scan_image_blobs(data))
+    assert Ph.jpeg_end(data, 4) == 4 + len(with_thumb)
+    found = list(Ph.scan_image_blobs(data))
     assert [(o, k) for o, k, _ in found] == [(4, "jpeg")]
-    img = D.decode_image(found[0][2])
+    img = Ph.decode_image(found[0][2])
     assert img is not None and img.shape == (240, 320, 3)
 
 
 def test_truncated_jpeg_is_offered_to_the_end():
     jpeg = enc(photo(6), ".jpg")
     cut = b"abc" + jpeg[: len(jpeg) // 2]
-    assert D.jpeg_end(cut, 3) is None
-    found = list(D.scan_image_blobs(cut))
+    assert Ph.jpeg_end(cut, 3) is None
+    found = list(Ph.scan_image_blobs(cut))
     assert len(found) == 1 and found[0][2] == cut[3:]
 
 
 def test_scan_of_plain_junk_yields_nothing():
-    assert list(D.scan_image_blobs(b"")) == []
-    assert list(D.scan_image_blobs(b"RIFF" * 10 + b"\xff\xd8" * 10)) == []
+    assert list(Ph.scan_image_blobs(b"")) == []
+    assert list(Ph.scan_image_blobs(b"RIFF" * 10 + b"\xff\xd8" * 10)) == []
 
 
 # --------------------------------------------------------------------------
@@ -114,45 +117,45 @@ def test_scan_of_plain_junk_yields_nothing():
 
 def test_decode_image_normalises_formats():
     gray = cv2.cvtColor(photo(7), cv2.COLOR_BGR2GRAY)
-    assert D.decode_image(enc(gray, ".png")).shape == (240, 320, 3)
+    assert Ph.decode_image(enc(gray, ".png")).shape == (240, 320, 3)
 
     deep = (gray.astype(np.uint16) * 257)
-    out = D.decode_image(enc(deep, ".png"))
+    out = Ph.decode_image(enc(deep, ".png"))
     assert out.dtype == np.uint8 and out.shape == (240, 320, 3)
     np.testing.assert_array_equal(out[:, :, 0], gray)
 
     bgra = np.dstack([photo(8), np.zeros((240, 320), np.uint8)])
-    out = D.decode_image(enc(bgra, ".png"))
+    out = Ph.decode_image(enc(bgra, ".png"))
     assert out.shape == (240, 320, 3) and (out == 128).all()
 
-    assert D.decode_image(b"not an image") is None
-    assert D.decode_image(b"") is None
+    assert Ph.decode_image(b"not an image") is None
+    assert Ph.decode_image(b"") is None
 
 
 def test_size_filter():
-    assert D.big_enough(np.zeros((200, 900, 3), np.uint8))
-    assert not D.big_enough(np.zeros((199, 900, 3), np.uint8))
-    assert not D.big_enough(np.zeros((900, 150, 3), np.uint8))
+    assert Ph.big_enough(np.zeros((200, 900, 3), np.uint8))
+    assert not Ph.big_enough(np.zeros((199, 900, 3), np.uint8))
+    assert not Ph.big_enough(np.zeros((900, 150, 3), np.uint8))
 
 
 def test_gray_filter():
     gray = cv2.cvtColor(cv2.cvtColor(photo(9), cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
-    assert D.is_grayscale(gray)
+    assert Ph.is_grayscale(gray)
     # a grey picture stored as a colour JPEG keeps only chroma noise
-    assert D.is_grayscale(D.decode_image(enc(gray, ".jpg", cv2.IMWRITE_JPEG_QUALITY, 75)))
-    assert D.is_grayscale(gray[:, :, 0])
-    assert not D.is_grayscale(photo(9))
+    assert Ph.is_grayscale(Ph.decode_image(enc(gray, ".jpg", cv2.IMWRITE_JPEG_QUALITY, 75)))
+    assert Ph.is_grayscale(gray[:, :, 0])
+    assert not Ph.is_grayscale(photo(9))
     # mostly grey with a clearly coloured part (10% of the area) is colour
     part = gray.copy()
     part[:, :32] = (0, 0, 255)
-    assert not D.is_grayscale(part)
+    assert not Ph.is_grayscale(part)
 
 
 def test_drawing_filter():
-    assert D.looks_like_drawing(cartoon())
-    assert D.looks_like_drawing(D.decode_image(enc(cartoon(), ".png")))
-    assert not D.looks_like_drawing(photo(10))
-    assert not D.looks_like_drawing(D.decode_image(enc(photo(10), ".jpg")))
+    assert Ph.looks_like_drawing(cartoon())
+    assert Ph.looks_like_drawing(Ph.decode_image(enc(cartoon(), ".png")))
+    assert not Ph.looks_like_drawing(photo(10))
+    assert not Ph.looks_like_drawing(Ph.decode_image(enc(photo(10), ".jpg")))
 
 
 # --------------------------------------------------------------------------
@@ -162,14 +165,14 @@ def test_drawing_filter():
 
 def test_hash_is_stable_under_reencoding_and_resizing():
     img = photo(11)
-    h = D.image_hash(img)
+    h = Ph.image_hash(img)
     assert 0 <= h < 2**64
-    again = D.decode_image(enc(img, ".jpg", cv2.IMWRITE_JPEG_QUALITY, 60))
+    again = Ph.decode_image(enc(img, ".jpg", cv2.IMWRITE_JPEG_QUALITY, 60))
     smaller = cv2.resize(img, (160, 120), interpolation=cv2.INTER_AREA)
-    assert D.hamming(h, D.image_hash(again)) <= D.DUPLICATE_DISTANCE
-    assert D.hamming(h, D.image_hash(smaller)) <= D.DUPLICATE_DISTANCE
-    assert D.hamming(h, D.image_hash(photo(12))) > D.DUPLICATE_DISTANCE
-    assert D.image_hash(img) == D.image_hash(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY))
+    assert Ph.hamming(h, Ph.image_hash(again)) <= Ph.DUPLICATE_DISTANCE
+    assert Ph.hamming(h, Ph.image_hash(smaller)) <= Ph.DUPLICATE_DISTANCE
+    assert Ph.hamming(h, Ph.image_hash(photo(12))) > Ph.DUPLICATE_DISTANCE
+    assert Ph.image_hash(img) == Ph.image_hash(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY))
 
 
 def test_find_duplicates_keeps_the_largest():
@@ -178,26 +181,26 @@ def test_find_duplicates_keeps_the_largest():
         cv2.resize(a, (320, 240), interpolation=cv2.INTER_AREA),  # 0: small copy
         photo(14),  # 1: different
         a,  # 2: the original, largest
-        D.decode_image(enc(a, ".jpg", cv2.IMWRITE_JPEG_QUALITY, 70)),  # 3: same size, re-encoded
+        Ph.decode_image(enc(a, ".jpg", cv2.IMWRITE_JPEG_QUALITY, 70)),  # 3: same size, re-encoded
         photo(15),  # 4: different
     ]
-    hashes = [D.image_hash(i) for i in imgs]
+    hashes = [Ph.image_hash(i) for i in imgs]
     sizes = [i.shape[0] * i.shape[1] for i in imgs]
-    thumbs = [D.colour_thumb(i) for i in imgs]
-    assert D.find_duplicates(hashes, sizes) == {0, 3}
-    assert D.find_duplicates(hashes, sizes, thumbs) == {0, 3}
+    thumbs = [Ph.colour_thumb(i) for i in imgs]
+    assert Ph.find_duplicates(hashes, sizes) == {0, 3}
+    assert Ph.find_duplicates(hashes, sizes, thumbs) == {0, 3}
     # exact only: different hashes survive
-    assert D.find_duplicates([1, 1, 2], max_distance=0) == {1}
-    assert D.find_duplicates([]) == set()
+    assert Ph.find_duplicates([1, 1, 2], max_distance=0) == {1}
+    assert Ph.find_duplicates([]) == set()
 
 
 def test_colour_check_separates_dark_pictures_with_equal_hashes():
     a = photo(16)
     b = a[:, :, ::-1].copy()  # same structure, different colours
-    h = D.image_hash(a)  # used for both: a hash collision, as dark pictures often have
-    thumbs = [D.colour_thumb(a), D.colour_thumb(b)]
-    assert D.find_duplicates([h, h]) == {1}
-    assert D.find_duplicates([h, h], thumbs=thumbs) == set()
+    h = Ph.image_hash(a)  # used for both: a hash collision, as dark pictures often have
+    thumbs = [Ph.colour_thumb(a), Ph.colour_thumb(b)]
+    assert Ph.find_duplicates([h, h]) == {1}
+    assert Ph.find_duplicates([h, h], thumbs=thumbs) == set()
 
 
 # --------------------------------------------------------------------------
@@ -209,16 +212,16 @@ def test_fetch_uses_cache_without_running_anything(tmp_path, monkeypatch):
     def no_run(*a, **k):
         raise AssertionError("must not run a command")
 
-    monkeypatch.setattr(D, "_run", no_run)
+    monkeypatch.setattr(P, "_run", no_run)
     (tmp_path / "deb").mkdir()
     (tmp_path / "pypi").mkdir()
     deb = tmp_path / "deb" / "foo-data_1.0-1_all.deb"
     deb.write_bytes(b"x")
     whl = tmp_path / "pypi" / "foo_bar-2.0-py3-none-any.whl"
     whl.write_bytes(b"x")
-    f = D._Fetcher(tmp_path, lambda m: None)
-    assert f.fetch(D.Package("foo-data", "debian")) == deb
-    assert f.fetch(D.Package("foo-bar", "pypi", "2.0")) == whl
+    f = P.Fetcher(tmp_path, lambda m: None)
+    assert f.fetch(S.Package("foo-data", "debian")) == deb
+    assert f.fetch(S.Package("foo-bar", "pypi", "2.0")) == whl
 
 
 def test_fetch_failure_names_package_and_fix(tmp_path, monkeypatch):
@@ -226,20 +229,20 @@ def test_fetch_failure_names_package_and_fix(tmp_path, monkeypatch):
 
     def failing(cmd, cwd=None):
         calls.append(cmd)
-        return D.subprocess.CompletedProcess(cmd, 100, "", "E: Unable to locate package nope\n")
+        return P.subprocess.CompletedProcess(cmd, 100, "", "E: Unable to locate package nope\n")
 
-    monkeypatch.setattr(D, "_run", failing)
-    f = D._Fetcher(tmp_path, lambda m: None)
-    with pytest.raises(D.DataError) as e:
-        f.fetch(D.Package("nope", "debian"))
+    monkeypatch.setattr(P, "_run", failing)
+    f = P.Fetcher(tmp_path, lambda m: None)
+    with pytest.raises(P.DataError) as e:
+        f.fetch(S.Package("nope", "debian"))
     msg = str(e.value)
     assert "nope" in msg and "apt-get update" in msg and "\n" not in msg
     assert isinstance(e.value, VidcolorError)
     # download, update, download again
     assert [c[:2] for c in calls] == [["apt-get", "download"], ["apt-get", "update"], ["apt-get", "download"]]
 
-    with pytest.raises(D.DataError, match=r"nope==1\.0"):
-        f.fetch(D.Package("nope", "pypi", "1.0"))
+    with pytest.raises(P.DataError, match=r"nope==1\.0"):
+        f.fetch(S.Package("nope", "pypi", "1.0"))
 
 
 # --------------------------------------------------------------------------
@@ -267,18 +270,18 @@ def fake_registry(tmp_path, monkeypatch):
         z.writestr("fakepics/old.mpeg", b"bw video bytes")
 
     pkgs = {
-        "fakepics": D.Package("fakepics", "pypi", "1.0"),
-        "gone-data": D.Package("gone-data", "debian"),
+        "fakepics": S.Package("fakepics", "pypi", "1.0"),
+        "gone-data": S.Package("gone-data", "debian"),
     }
     sources = (
-        D.Source("fake", "fakepics", ("fakepics/data/*",), exclude=("*/skip_me.jpg",)),
-        D.Source("bundle", "fakepics", ("fakepics/*.rcc",), rcc=True),
-        D.Source("gone", "gone-data", ("usr/share/*.jpg",)),
+        S.Source("fake", "fakepics", ("fakepics/data/*",), exclude=("*/skip_me.jpg",)),
+        S.Source("bundle", "fakepics", ("fakepics/*.rcc",), rcc=True),
+        S.Source("gone", "gone-data", ("usr/share/*.jpg",)),
     )
-    monkeypatch.setattr(D, "PACKAGES", pkgs)
-    monkeypatch.setattr(D, "TRAIN_SOURCES", sources)
-    monkeypatch.setattr(D, "EVAL_FILES", (("fakepics", "fakepics/clip.mp4"),))
-    monkeypatch.setattr(D, "BW_FILES", (("fakepics", "fakepics/old.mpeg"),))
+    monkeypatch.setattr(S, "PACKAGES", pkgs)
+    monkeypatch.setattr(S, "TRAIN_SOURCES", sources)
+    monkeypatch.setattr(S, "EVAL_FILES", (("fakepics", "fakepics/clip.mp4"),))
+    monkeypatch.setattr(S, "BW_FILES", (("fakepics", "fakepics/old.mpeg"),))
 
     fetched = []
 
@@ -288,7 +291,7 @@ def fake_registry(tmp_path, monkeypatch):
             raise D.DataError("cannot download Debian package gone-data: E: gone; run `apt-get update`")
         return wheel
 
-    monkeypatch.setattr(D._Fetcher, "fetch", fetch)
+    monkeypatch.setattr(P.Fetcher, "fetch", fetch)
     return fetched
 
 
@@ -317,7 +320,7 @@ def test_build_dataset_end_to_end(tmp_path, fake_registry):
         assert hashlib.sha256((root / rel).read_bytes()).hexdigest() == f["sha256"]
         assert f["package"] in ("fakepics==1.0",)
     img = cv2.imread(str(root / "train" / "fake-0002.jpg"))
-    assert img is not None and not D.is_grayscale(img)
+    assert img is not None and not Ph.is_grayscale(img)
 
     assert json.loads((root / "manifest.json").read_text()) == m
     assert not (root / "cache" / "unpacked").exists()
@@ -351,31 +354,31 @@ def test_build_dataset_fails_when_nothing_can_be_fetched(tmp_path, monkeypatch):
     def fetch(self, pkg):
         raise D.DataError(f"cannot download {pkg.name}")
 
-    monkeypatch.setattr(D._Fetcher, "fetch", fetch)
+    monkeypatch.setattr(P.Fetcher, "fetch", fetch)
     with pytest.raises(VidcolorError, match="could not fetch any package"):
         D.build_dataset(tmp_path / "d", progress=lambda s: None)
     assert not (tmp_path / "d" / "manifest.json").exists()
 
 
 def test_source_lists_are_consistent():
-    names = [s.name for s in D.TRAIN_SOURCES]
+    names = [s.name for s in S.TRAIN_SOURCES]
     assert len(names) == len(set(names))
-    for s in D.TRAIN_SOURCES:
-        assert s.package in D.PACKAGES
-        assert D._NAME_RE.match(f"{s.name}-0001.jpg")
-    for pkg, _ in D.EVAL_FILES + D.BW_FILES:
-        assert pkg in D.PACKAGES
-    for p in D.PACKAGES.values():
+    for s in S.TRAIN_SOURCES:
+        assert s.package in S.PACKAGES
+        assert D.TRAIN_NAME.match(f"{s.name}-0001.jpg")
+    for pkg, _ in S.EVAL_FILES + S.BW_FILES:
+        assert pkg in S.PACKAGES
+    for p in S.PACKAGES.values():
         assert p.registry in ("debian", "pypi")
         assert p.registry == "debian" or p.version  # PyPI packages are pinned
     # opencv-doc feeds evaluation only
-    assert "opencv-doc" not in {s.package for s in D.TRAIN_SOURCES}
-    assert {Path(p).name for _, p in D.EVAL_FILES} == {
+    assert "opencv-doc" not in {s.package for s in S.TRAIN_SOURCES}
+    assert {Path(p).name for _, p in S.EVAL_FILES} == {
         "vtest.avi", "tree.avi", "bikes.mp4", "carphone_pristine.mp4"}
 
 
 def test_stellarium_glob_takes_the_photo_strips_only(tmp_path):
-    src = next(s for s in D.TRAIN_SOURCES if s.name == "stellarium")
+    src = next(s for s in S.TRAIN_SOURCES if s.name == "stellarium")
     land = tmp_path / "usr/share/stellarium/landscapes"
     names = {"guereins": ["guereins1.png", "guereins8.png", "guereins8-lgt.png", "guereinsb.png", "fog.png"],
              "hurricane": ["hurricane3.png", "hurricaneb.png"], "garching": ["garching-gl1.png"]}
@@ -383,5 +386,5 @@ def test_stellarium_glob_takes_the_photo_strips_only(tmp_path):
         (land / d).mkdir(parents=True)
         for f in files:
             (land / d / f).write_bytes(b"x")
-    got = [p.name for p in D._source_files(src, tmp_path)]
+    got = [p.name for p in S.source_files(src, tmp_path)]
     assert got == ["guereins1.png", "guereins8.png", "hurricane3.png"]

@@ -264,14 +264,57 @@ def evaluate(
     rise (8-bit rounding and gamut clipping of an unchanged colour at another lightness) taken out,
     what is left is the colorizer's colour moving more.
     """
-    source = Path(source)
-    out_dir = Path(out_dir)
+    source, out_dir, clean = Path(source), Path(out_dir), dict(clean or {})
+    runs = _runs(colorizers, clean, degrade, batch)
+    stem = source.name if source.is_dir() else source.stem
+    stem += "" if degrade is None else "-" + getattr(degrade, "name", "oldfilm")
+
+    info, frames = open_frames(source, max_frames)
+    if source.is_dir():
+        batch = 1  # photos of a folder differ in size: a batch is a stack of equal frames
+    tally = _Tally(runs)
+    with closing(frames):
+        for chunk in itertools.batched(frames, batch):
+            chunk = list(chunk)
+            tally.add(chunk, _colorize_chunk(chunk, tally.n, runs, clean, degrade, tally.scores))
+            if progress:
+                _progress(stem, tally.n, info["total"])
+    if progress:
+        _progress(stem, tally.n, info["total"], final=True)
+    if tally.n == 0:
+        raise InvalidInput(f"{source}: no frames could be decoded; check that it is a colour video and not empty")
+
+    result = {
+        "source": str(source),
+        "name": stem,
+        "kind": info["kind"],
+        "frames": tally.n,
+        "width": tally.size[0],
+        "height": tally.size[1],
+        "source_fps": info["fps"],
+        # share of pixels the flicker figures rest on (mean over frame pairs)
+        "flicker_valid_fraction": _mean(tally.valid),
+        "settings": {"auc_thresholds": [0, AUC_MAX_THRESHOLD], "batch": batch, "flicker": tally.meter.settings()},
+        "rows": tally.rows(clean, derived={DAMAGED, *(name + CLEAN_ON_DAMAGED for name in clean)}),
+        "per_frame": {
+            "psnr": {name: s.psnr for name, s in tally.scores.items()},
+            # entry t is the pair (t-1, t); entry 0 (and any size change) is NaN
+            "flicker": tally.flicker,
+        },
+    }
+    _write_outputs(result, out_dir)
+    return result
+
+
+def _runs(colorizers: Mapping[str, Colorizer], clean: dict[str, Colorizer], degrade,
+          batch: int) -> dict[str, Colorizer | None]:
+    """The report's rows in order, each with its colorizer (None: a row made from other rows' outputs);
+    the arguments checked."""
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
     for name in colorizers:
         if name in (GRAY, ORIGINAL, DAMAGED) or name.endswith((CLEAN, CLEAN_ON_DAMAGED)):
             raise ValueError(f"the colorizer name {name!r} is reserved for the built-in reference")
-    clean = dict(clean or {})
     if clean and degrade is None:
         raise ValueError("clean twins are compared with a damaged run: give degrade too")
     if clean.keys() - colorizers.keys():
@@ -281,125 +324,84 @@ def evaluate(
         runs[DAMAGED] = None  # built from the reference too, below
     for name in clean:
         runs[name + CLEAN] = runs[name + CLEAN_ON_DAMAGED] = None  # likewise
-    derived = {DAMAGED, *(name + CLEAN_ON_DAMAGED for name in clean)}
-    stem = source.name if source.is_dir() else source.stem
+    return runs
+
+
+def _colorize_chunk(chunk: list[np.ndarray], first: int, runs: Mapping[str, Colorizer | None],
+                    clean: Mapping[str, Colorizer], degrade, scores: dict[str, _Scores]) -> dict[str, list[np.ndarray]]:
+    """Every row's output for a batch of original frames (the ``first``-th onwards); the colorizers'
+    time added to ``scores``."""
+    outputs = {}
+    damaged = [degrade(first + i, f) for i, f in enumerate(chunk)] if degrade is not None else chunk
+    jobs = [(name, colorize, damaged) for name, colorize in runs.items() if colorize is not None]
+    jobs += [(name + CLEAN, twin, chunk) for name, twin in clean.items()]
+    for name, colorize, frames_in in jobs:
+        # copies, so a colorizer that works in place cannot alter the reference
+        inputs = [f.copy() for f in frames_in]
+        start = time.perf_counter()
+        result = colorize(inputs)
+        scores[name].seconds += time.perf_counter() - start
+        outputs[name] = _check_outputs(name, chunk, result)
     if degrade is not None:
-        stem += "-" + getattr(degrade, "name", "oldfilm")
-
-    info, frames = open_frames(source, max_frames)
-    if source.is_dir():
-        batch = 1  # photos of a folder differ in size: a batch is a stack of equal frames
-    scores = {name: _Scores() for name in runs}
-    meter = FlickerMeter()
-    flicker: dict[str, list[float]] = {name: [] for name in [*runs, ORIGINAL]}
-    cdc: dict[str, list[float]] = {name: [] for name in [*runs, ORIGINAL]}
-    valid: list[float] = []
-    original_colourfulness = 0.0
-    n = 0
-    size = None
-
-    with closing(frames):
-        for chunk in itertools.batched(frames, batch):
-            chunk = list(chunk)
-            outputs = {}
-            damaged = [degrade(n + i, f) for i, f in enumerate(chunk)] if degrade is not None else chunk
-            jobs = [(name, colorize, damaged) for name, colorize in runs.items() if colorize is not None]
-            jobs += [(name + CLEAN, twin, chunk) for name, twin in clean.items()]
-            for name, colorize, frames_in in jobs:
-                # copies, so a colorizer that works in place cannot alter the reference
-                inputs = [f.copy() for f in frames_in]
-                start = time.perf_counter()
-                result = colorize(inputs)
-                scores[name].seconds += time.perf_counter() - start
-                outputs[name] = _check_outputs(name, chunk, result)
-            if degrade is not None:
-                outputs[DAMAGED] = _on_damaged_luma(chunk, damaged)
-            for name in clean:
-                outputs[name + CLEAN_ON_DAMAGED] = _on_damaged_luma(outputs[name + CLEAN], damaged)
-            for i, ref in enumerate(chunk):
-                size = size or (ref.shape[1], ref.shape[0])
-                original_colourfulness += colourfulness(ref)
-                for name in runs:
-                    scores[name].add(ref, outputs[name][i])
-                step = meter.update(ref, {name: outputs[name][i] for name in runs})
-                if step:
-                    valid.append(step["valid"])
-                for name in flicker:
-                    flicker[name].append(step["warp"][name] if step else math.nan)
-                    cdc[name].append(step["cdc"][name] if step else math.nan)
-            n += len(chunk)
-            if progress:
-                _progress(stem, n, info["total"])
-    if progress:
-        _progress(stem, n, info["total"], final=True)
-    if n == 0:
-        raise InvalidInput(f"{source}: no frames could be decoded; check that it is a colour video and not empty")
-
-    floor = _mean(flicker[ORIGINAL])
-    mean_cf = original_colourfulness / n
-    rows = []
-    for name, s in scores.items():
-        cf = s.colourfulness / n
-        fl = _mean(flicker[name])
-        rows.append(
-            {
-                "name": name,
-                "psnr": _mean(s.psnr),
-                "ssim": _mean(s.ssim),
-                "ab_auc": s.auc.value(),
-                "colourfulness": cf,
-                "colourfulness_ratio": _ratio(cf, mean_cf),
-                "hue_share": _ratio(*s.hue),
-                "flicker": fl,
-                "flicker_ratio": _ratio(fl, floor),
-                "cdc": _mean(cdc[name]),
-                "frames": n,
-                # the references on the damaged lightness are made from other rows' outputs: no time of their own
-                "seconds": None if name in derived else s.seconds,
-                "fps": None if name in derived else _ratio(n, s.seconds),
-            }
-        )
-    by_name = {row["name"]: row for row in rows}
+        outputs[DAMAGED] = _on_damaged_luma(chunk, damaged)
     for name in clean:
-        fl = by_name[name]["flicker"]
-        by_name[name]["flicker_rise"] = _ratio(fl, by_name[name + CLEAN]["flicker"])
-        by_name[name]["flicker_rise_same_colour"] = _ratio(fl, by_name[name + CLEAN_ON_DAMAGED]["flicker"])
-    rows.append(
-        {
-            "name": ORIGINAL,
-            "psnr": None,
-            "ssim": None,
-            "ab_auc": None,
-            "colourfulness": mean_cf,
-            "colourfulness_ratio": 1.0,
-            "flicker": floor,
-            "flicker_ratio": 1.0 if floor > 0 else math.nan,
-            "cdc": _mean(cdc[ORIGINAL]),
-            "frames": n,
-            "seconds": None,
-            "fps": None,
-        }
-    )
-    result = {
-        "source": str(source),
-        "name": stem,
-        "kind": info["kind"],
-        "frames": n,
-        "width": size[0],
-        "height": size[1],
-        "source_fps": info["fps"],
-        # share of pixels the flicker figures rest on (mean over frame pairs)
-        "flicker_valid_fraction": _mean(valid),
-        "settings": {"auc_thresholds": [0, AUC_MAX_THRESHOLD], "batch": batch, "flicker": meter.settings()},
-        "rows": rows,
-        "per_frame": {
-            "psnr": {name: s.psnr for name, s in scores.items()},
-            # entry t is the pair (t-1, t); entry 0 (and any size change) is NaN
-            "flicker": flicker,
-        },
-    }
-    _write_outputs(result, out_dir)
-    return result
+        outputs[name + CLEAN_ON_DAMAGED] = _on_damaged_luma(outputs[name + CLEAN], damaged)
+    return outputs
+
+
+class _Tally:
+    """Every row's scores over the frames seen so far, the original's flicker floor among them."""
+
+    def __init__(self, runs: Mapping[str, Colorizer | None]) -> None:
+        self.runs = list(runs)
+        self.scores = {name: _Scores() for name in runs}
+        self.meter = FlickerMeter()
+        self.flicker: dict[str, list[float]] = {name: [] for name in [*runs, ORIGINAL]}
+        self.cdc: dict[str, list[float]] = {name: [] for name in [*runs, ORIGINAL]}
+        self.valid: list[float] = []
+        self.original_colourfulness = 0.0
+        self.n = 0
+        self.size: tuple[int, int] | None = None
+
+    def add(self, chunk: list[np.ndarray], outputs: Mapping[str, list[np.ndarray]]) -> None:
+        """Score each row's outputs of a batch against the original frames."""
+        for i, ref in enumerate(chunk):
+            self.size = self.size or (ref.shape[1], ref.shape[0])
+            self.original_colourfulness += colourfulness(ref)
+            for name in self.runs:
+                self.scores[name].add(ref, outputs[name][i])
+            step = self.meter.update(ref, {name: outputs[name][i] for name in self.runs})
+            if step:
+                self.valid.append(step["valid"])
+            for name in self.flicker:
+                self.flicker[name].append(step["warp"][name] if step else math.nan)
+                self.cdc[name].append(step["cdc"][name] if step else math.nan)
+        self.n += len(chunk)
+
+    def rows(self, clean: Mapping[str, Colorizer], derived: set[str]) -> list[dict]:
+        """The report's rows: the runs', then the original's (``derived`` rows have no time of their own)."""
+        n = self.n
+        floor = _mean(self.flicker[ORIGINAL])
+        mean_cf = self.original_colourfulness / n
+        rows = []
+        for name, s in self.scores.items():
+            cf = s.colourfulness / n
+            fl = _mean(self.flicker[name])
+            rows.append({"name": name, "psnr": _mean(s.psnr), "ssim": _mean(s.ssim), "ab_auc": s.auc.value(),
+                         "colourfulness": cf, "colourfulness_ratio": _ratio(cf, mean_cf),
+                         "hue_share": _ratio(*s.hue), "flicker": fl, "flicker_ratio": _ratio(fl, floor),
+                         "cdc": _mean(self.cdc[name]), "frames": n,
+                         "seconds": None if name in derived else s.seconds,
+                         "fps": None if name in derived else _ratio(n, s.seconds)})
+        by_name = {row["name"]: row for row in rows}
+        for name in clean:
+            fl = by_name[name]["flicker"]
+            by_name[name]["flicker_rise"] = _ratio(fl, by_name[name + CLEAN]["flicker"])
+            by_name[name]["flicker_rise_same_colour"] = _ratio(fl, by_name[name + CLEAN_ON_DAMAGED]["flicker"])
+        rows.append({"name": ORIGINAL, "psnr": None, "ssim": None, "ab_auc": None, "colourfulness": mean_cf,
+                     "colourfulness_ratio": 1.0, "flicker": floor, "flicker_ratio": 1.0 if floor > 0 else math.nan,
+                     "cdc": _mean(self.cdc[ORIGINAL]), "frames": n, "seconds": None, "fps": None})
+        return rows
 
 
 def _json_safe(value: object) -> object:
