@@ -186,17 +186,19 @@ class VideoJob:
         if reset is not None:
             reset()
         inp = open_input(src)
-        try:
-            vstream = inp.streams.video[0]
-            check_frame_size(vstream.codec_context.width, vstream.codec_context.height, src)
-            vstream.thread_type = "AUTO"
-            self.vstream = vstream
-            t0 = time.perf_counter()
-            with OneStop() as guard, atomic_output(dst, hidden=True, overwrite=self.overwrite) as tmp:
-                out = open_output(tmp, dst, "; choose another folder or name with -o")
-                self._pipeline(inp, out, guard)
-        finally:
-            inp.close()
+        # From here a first signal unwinds the job, and later ones cannot cut its cleanup short.
+        with OneStop() as guard:
+            try:
+                vstream = inp.streams.video[0]
+                check_frame_size(vstream.codec_context.width, vstream.codec_context.height, src)
+                vstream.thread_type = "AUTO"
+                self.vstream = vstream
+                t0 = time.perf_counter()
+                with atomic_output(dst, hidden=True, overwrite=self.overwrite) as tmp:
+                    out = open_output(tmp, dst, "; choose another folder or name with -o")
+                    self._pipeline(inp, out, guard)
+            finally:
+                inp.close()
         self.stats.seconds = time.perf_counter() - t0
         self.stats.damage = self.decoder.damage_line()
         if self.truncated:
