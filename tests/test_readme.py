@@ -255,11 +255,22 @@ def _run(name: str, cmd: str | None, inputs: list[str], made: pathlib.Path, root
     return Ran(folder, proc, line)
 
 
+# the runs each test looks at
+NEEDS = {"test_film_mp4": {"film_mp4"}, "test_film_mkv_ffv1": {"film_mkv"}, "test_reel_part": {"part"},
+         "test_reel_whole_runs_agree_on_luma": {"stabilize", "temporal"}, "test_reel_stabilize": {"stabilize", "part"},
+         "test_reel_temporal_unet": {"temporal"}, "test_reel_preview": {"preview"}, "test_reel_compare": {"compare"},
+         "test_photo": {"photo"}, "test_models": {"models"}, "test_y4m_pipe": {"pipe"},
+         "test_vapoursynth_snippet_outside_the_checkout": {"snippet"}}
+
+
 @pytest.fixture(scope="module")
-def ran(made, tmp_path_factory) -> dict[str, Ran]:
+def ran(request, made, tmp_path_factory) -> dict[str, Ran]:
+    """Runs the lines the selected tests look at (all of them in a plain `pytest`), two at a time."""
     assert shutil.which("vidcolor", path=str(BIN)), f"no vidcolor script in {BIN}: pip install -e '.[test]'"
     root = tmp_path_factory.mktemp("users")
-    todo = [r for r in RUNS if r[0] != "pipe" or FFMPEG]
+    selected = {item.originalname for item in request.session.items if item.module is request.module}
+    wanted = set().union(*(NEEDS[name] for name in selected if name in NEEDS))
+    todo = [r for r in RUNS if r[0] in wanted and (r[0] != "pipe" or FFMPEG)]
     if not hasattr(_vapoursynth_core(), "bs"):
         todo = [r for r in todo if r[0] != "snippet"]
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
@@ -452,3 +463,9 @@ def test_vapoursynth_snippet_outside_the_checkout(ran):
     _, frames, fmt, model, u = check[0]
     assert int(frames) == 12 and fmt.startswith("YUV") and float(u) > 0.5
     assert "lite_unet" in model
+
+
+def test_every_run_is_looked_at():
+    tests = {name for name in globals() if name.startswith("test_") and name != "test_every_readme_command_is_run_or_listed"}
+    assert set(NEEDS) == tests - {"test_every_run_is_looked_at"}
+    assert set().union(*NEEDS.values()) == {name for name, _, _ in RUNS}
