@@ -20,9 +20,10 @@ import time
 from vidcolor.errors import InvalidInput, OutputError, VidcolorError, WeightsError, one_line
 from vidcolor.io.engine import EncodeOptions
 from vidcolor.io.stages import OneStop
-from vidcolor.jobs.manifest import LOCK, MANIFEST, Manifest, sha256_file, source_stamp, still_valid, take_lock
+from vidcolor.jobs.manifest import LOCK, MANIFEST, Manifest, source_stamp, still_valid, take_lock
 from vidcolor.jobs.plan import Item, collect_inputs, remove_partials, segment_folder
 from vidcolor.jobs.pools import LocalPool, RayPool, Task, WorkerSpec
+from vidcolor.training.common import sha256_file
 
 
 @dataclasses.dataclass(frozen=True)
@@ -371,7 +372,7 @@ class _BatchRun:
     def file_done(self, key: str, frames: int, seconds: float) -> None:
         """A joined film is done."""
         item = self.by_key[key]
-        digest, size = sha256_file(item.dst)
+        digest, size = sha256_file(item.dst), os.path.getsize(item.dst)
         self.manifest.set_file(key, "done", frames=frames, seconds=seconds, sha256=digest, size=size, error=None)
         self.summary.done += 1
         self.finished_files += 1

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import pathlib
@@ -19,6 +18,7 @@ import time
 
 from vidcolor.errors import OutputError
 from vidcolor.jobs.plan import Item
+from vidcolor.training.common import sha256_file
 
 MANIFEST = "vidcolor-batch.sqlite"
 LOCK = ".vidcolor-batch.lock"
@@ -172,23 +172,12 @@ class Manifest:
             db.execute("UPDATE segments SET state = 'pending', updated = ? WHERE state = 'running'", (time.time(),))
 
 
-def sha256_file(path, chunk: int = 1 << 20) -> tuple[str, int]:
-    """The file's sha256 (hex) and size, read in chunks (films do not fit in memory); the file is closed."""
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-            size += len(block)
-    return h.hexdigest(), size
-
-
 def still_valid(path, sha256: str | None, size: int | None) -> bool:
     """The finished output is still there, whole and unchanged."""
     try:
         if sha256 is None or os.path.getsize(path) != size:
             return False
-        return sha256_file(path)[0] == sha256
+        return sha256_file(path) == sha256
     except OSError:
         return False
 

@@ -28,7 +28,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from vidcolor.errors import InvalidInput, Interrupted, one_line
 from vidcolor.io.engine import EncodeOptions
-from vidcolor.jobs.manifest import sha256_file
+from vidcolor.training.common import sha256_file
 
 #: how often a file is tried again after its worker process died under it (per run).
 WORKER_DEATHS = 2
@@ -139,7 +139,7 @@ def work(task: Task) -> dict:
         job = VideoJob(task.src, task.dst, colorizer, task.opts, progress=task.progress)
         job.announce = False  # the model's line once per batch would do; not once per file
         stats = job.run()
-        digest, size = sha256_file(task.dst)
+        digest, size = sha256_file(task.dst), os.path.getsize(task.dst)
     except Interrupted:
         # SIGTERM from the driver or the pool: the engine has removed its temporary
         # output while unwinding; the process ends (the pool would otherwise keep it).
