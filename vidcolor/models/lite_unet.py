@@ -62,8 +62,8 @@ class LiteUNet(nn.Module):
         self.regress = nn.Conv2d(DECODER[-1], 2, 3, padding=1)
         self.classify = nn.Conv2d(DECODER[-1], q, 1)
 
-    def forward(self, l: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Raw head outputs at half the size of L (N, 1, h, w)."""
+    def decoder_features(self, l: torch.Tensor) -> torch.Tensor:
+        """The decoder's last feature maps (N, 32, h/2, w/2) for L (N, 1, h, w), which the heads read."""
         grey = color.l_to_gray(l.float().clamp(0.0, 100.0)).to(l.dtype)
         x = ((grey - 0.5) / 0.5).expand(-1, 3, -1, -1)
         *skips, deep = self.encoder.features(x)
@@ -71,6 +71,11 @@ class LiteUNet(nn.Module):
         for merge, skip in zip(self.merge, reversed(skips)):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = merge(torch.cat((x, skip), dim=1))
+        return x
+
+    def forward(self, l: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Raw head outputs at half the size of L (N, 1, h, w)."""
+        x = self.decoder_features(l)
         raw = {"ab": self.regress(x), "l": l}
         if self.training or self.head == "classes":  # the 313 bins cost a third of the decoder
             raw["logits"] = self.classify(x)
