@@ -249,6 +249,9 @@ def test_cli_reference_bad_inputs_are_one_line(capsys, tmp_path):
     assert rc == 1 and len(err.strip().splitlines()) == 1 and "--reference-frame [1, 2]" in err
     rc, err = vidcolor(capsys, "-", "-o", "-", "--reference", key)
     assert rc == 1 and "not a pipe" in err
+    rc, err = vidcolor(capsys, src, "--reference", key, "--keep-colour", "-o", tmp_path / "a.mkv")
+    assert rc == 1 and len(err.strip().splitlines()) == 1 and "--keep-colour" in err
+    assert not (tmp_path / "a.mkv").exists()
 
 
 def test_cli_gray_reference_warns_in_one_line_and_still_colours(capsys, tmp_path):

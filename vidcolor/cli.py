@@ -146,6 +146,10 @@ def _colorizer(args):
     if getattr(args, "reference", None):
         from vidcolor.temporal.reference import load_reference
 
+        if getattr(args, "keep_colour", False):  # frames that skip the model would shift the plan's numbers
+            raise InvalidInput("--reference and --keep-colour: give one of them (a film with colour of its own "
+                               "needs no reference)")
+
         references = [load_reference(path) for path in args.reference]
         return colorizer.referenced(references, names=list(args.reference),
                                     pinned=_reference_frames(args.reference_frame, len(references)))
