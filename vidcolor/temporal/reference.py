@@ -23,13 +23,15 @@ Which frames a reference serves: the shot (between scene cuts) holding the
 frame whose features match it best (`match_score`), unless pinned to a
 frame. Only the chroma is made here: callers keep the source's luma.
 
-Memory: `ReferenceGuide.colour_shot` works on one shot's frames at the
-model's working size. The streaming engine runs two passes over the file:
-the first finds the cuts and each reference's matching frame on small luma
-(a few numbers per frame kept), the second colours, reading the frames
-between a served shot's start and its matched frame ahead of the encoder
-(at the working size, at most ``MAX_LOOKAHEAD`` frames; earlier frames of a
-longer shot get the non-local transfer without backward propagation).
+Memory stays bounded however long the film (`ReferenceTrack`; the engine reads
+the file up to three times): 1. a first read finds the cuts and each
+reference's similarity to every frame on luma at a quarter of the working size
+(a few numbers kept per frame); 2. only when a reference matches a frame after
+its shot's start, a second read (stopping at the last matched frame) carries
+its colour backward and keeps it, float16 at the working size, for at most
+``MAX_LOOKAHEAD`` frames before each matched frame (earlier frames of a longer
+shot get the transfer alone); 3. the colouring read carries it forward as
+frames stream through the engine.
 """
 
 from __future__ import annotations
