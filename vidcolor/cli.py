@@ -386,13 +386,13 @@ def run_eval(argv) -> int:
     if args.reference is not None:
         if degrade is not None:
             raise InvalidInput("--reference scores the clean clips; leave out --degrade")
-        from vidcolor.eval.reference import evaluate_reference, reference_table
+        from vidcolor.eval.reference import evaluate_reference, reference_table, write_atomically
 
         results = [evaluate_reference(pathlib.Path(source), models, out, at=args.reference, batch=args.batch,
                                       max_frames=args.max_frames, stabilize=True, progress=not args.quiet)
                    for source in args.sources]
         table = reference_table(results)
-        (out / "reference.md").write_text(table + "\n")
+        write_atomically(out / "reference.md", table + "\n")
         print(table)
         return 0
 

@@ -21,11 +21,12 @@ import numpy as np
 import torch
 
 from vidcolor import color
-from vidcolor.errors import InvalidInput
+from vidcolor.atomic import atomic_output
+from vidcolor.errors import InvalidInput, OutputError, one_line
 from vidcolor.eval.evaluate import evaluate, open_frames
 from vidcolor.eval.metrics import colourfulness
 
-__all__ = ["REFERENCE", "evaluate_reference", "reference_index"]
+__all__ = ["REFERENCE", "evaluate_reference", "reference_index", "reference_table", "write_atomically"]
 
 #: suffix of the rows coloured with the reference
 REFERENCE = "+reference"
@@ -127,8 +128,18 @@ def evaluate_reference(source: Path, models: dict, out_dir: Path, *, at: str = "
     result["reference_frame"] = k
     result["shot"] = [s, e]
     stem = result["name"]
-    (out_dir / f"{stem}-reference.json").write_text(_json(result, k))
+    write_atomically(out_dir / f"{stem}-reference.json", _json(result, k))
     return result
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """``text`` into ``path``, which appears whole or not at all."""
+    try:
+        with atomic_output(path) as tmp:
+            tmp.write_text(text)
+    except OSError as err:
+        raise OutputError(f"{path.parent}: cannot write the evaluation report ({one_line(err)}); "
+                          "choose a writable folder") from err
 
 
 def _json(result: dict, k: int) -> str:
