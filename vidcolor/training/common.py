@@ -17,28 +17,24 @@ import cv2
 import numpy as np
 
 from vidcolor.errors import InvalidInput
+from vidcolor.io.media import is_image, is_video
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
-VIDEO_EXTS = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".mpg", ".mpeg", ".m4v"}
 #: steps of the learning rate's linear warm-up, and the share of the peak the cosine decays to.
 WARMUP_STEPS = 100
 FINAL_LR_SHARE = 0.05
 
 
 def training_files(dirs) -> list[pathlib.Path]:
-    """The photos and clips under ``dirs`` (folders, searched recursively, or files), in sorted order."""
+    """The photos and clips under ``dirs`` (folders, searched recursively, or files), in sorted order;
+    what a photo or a clip is, `vidcolor.io.media` says for every part of vidcolor."""
     found = []
     for d in dirs:
         d = pathlib.Path(d)
         if not d.exists():
             raise InvalidInput(f"{d}: no such training folder; run `vidcolor data DIR` or pass a folder of colour photos")
         paths = [d] if d.is_file() else sorted(p for p in d.rglob("*") if p.is_file())
-        found += [p for p in paths if p.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS]
+        found += [p for p in paths if is_image(p) or is_video(p)]
     return found
-
-
-def is_video(path: pathlib.Path) -> bool:
-    return path.suffix.lower() in VIDEO_EXTS
 
 
 def shrink(img: np.ndarray, short: int) -> np.ndarray:

@@ -22,7 +22,8 @@ import cv2
 import numpy as np
 
 from vidcolor.errors import InvalidInput
-from vidcolor.training.common import is_video, shrink, training_files
+from vidcolor.io.media import is_video
+from vidcolor.training.common import shrink, training_files
 
 #: the per-frame camera motion's limits, as fractions of the crop (pan), of the
 #: scale (zoom) and in degrees (rotation). Real footage at 24-30 fps moves a few

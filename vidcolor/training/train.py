@@ -23,7 +23,9 @@ from vidcolor import color, weights
 from vidcolor.errors import InvalidInput
 from vidcolor.models import ModelSpec, get_model
 from vidcolor.runtime import Runtime
-from vidcolor.training.common import is_video, lr_schedule, shrink, training_files
+from vidcolor.atomic import atomic_output
+from vidcolor.io.media import is_video
+from vidcolor.training.common import lr_schedule, shrink, training_files
 
 #: the smallest training crop every network of the registry takes (larsson2016 and
 #: temporal_unet fail at 16: their deepest feature maps would be empty).
@@ -221,10 +223,9 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
 
     def checkpoint():
         weights.save(model, last, {**meta, "steps": step, "seconds": round(seconds)})
-        tmp = state_file.with_suffix(".partial")
-        torch.save({"step": step, "seconds": seconds, "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict()}, tmp)
-        tmp.replace(state_file)
+        with atomic_output(state_file) as tmp:
+            torch.save({"step": step, "seconds": seconds, "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict()}, tmp)
 
     damage = functools.partial(damage_luma, rng=rng, share=cfg.input_damage) if cfg.input_damage else None
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True)

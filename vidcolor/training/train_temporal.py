@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from vidcolor import weights
+from vidcolor.atomic import atomic_output
 from vidcolor.models import get_model
 from vidcolor.models.temporal_unet import PatchDiscriminator
 from vidcolor.runtime import Runtime
@@ -230,9 +231,8 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
     def checkpoint():
         weights.save(gen, last, {**meta, "steps": step, "seconds": round(seconds)})
         weights.save(disc, last_d, {**meta, "steps": step})
-        tmp = state_file.with_suffix(".partial")
-        torch.save({"step": step, "seconds": seconds, **opt.state_dict()}, tmp)
-        tmp.replace(state_file)
+        with atomic_output(state_file) as tmp:
+            torch.save({"step": step, "seconds": seconds, **opt.state_dict()}, tmp)
 
     loss_d = torch.tensor(float("nan"))
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
