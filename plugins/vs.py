@@ -505,12 +505,7 @@ def colorize(clip: vs.VideoNode, model: str = "default", weights: str | os.PathL
         is steadied already: leave temporal=None.
     :return: the colorized clip, same length, size and frame rate.
     """
-    check_input(clip)
-    window = _temporal_window(temporal)  # validates temporal= before loading anything
-    if batch is not None and (not isinstance(batch, int) or batch < 1):
-        raise vs_error(f"batch={batch!r}: give a whole number of frames >= 1, e.g. batch=8")
-    if not isinstance(device, str):
-        raise vs_error(f"device={device!r}: use 'auto', 'cpu' or 'cuda[:N]'")
+    window = _check_arguments(clip, batch, device, temporal)  # before loading anything
     native, final = resolve_output(clip.format, output)
     try:
         from vidcolor.runtime import Runtime
@@ -524,16 +519,7 @@ def colorize(clip: vs.VideoNode, model: str = "default", weights: str | os.PathL
     if hints is not None:
         colorizer = _with_hints(colorizer, model, hints)
     b = colorizer.runtime.batch
-    if reference is not None:
-        if window:
-            raise vs_error("reference= steadies the colour along the motion itself; leave temporal=None")
-        from .reference import referenced_node
-
-        reader = _Filter(colorizer, model_lock, clip, native, colorizer.name, b, 0)
-        filt = referenced_node(_Filter, colorizer, model_lock, clip, native, reference, b,
-                               lambda lo, hi: reader._lumas([clip.get_frame(k) for k in range(lo, hi)]))
-    else:
-        filt = _Filter(colorizer, model_lock, clip, native, colorizer.name, b, window)
+    filt = _make_filter(colorizer, model_lock, clip, native, b, window, reference)
     clips = block_clips(clip, b) + (history_clips(clip, b, filt.history) if filt.history else [])
     if native.id == clip.format.id:
         base = clip
@@ -542,6 +528,30 @@ def colorize(clip: vs.VideoNode, model: str = "default", weights: str | os.PathL
         clips = [base] + clips
     out = core.std.ModifyFrame(base, clips, filt.select)
     return out if final is None else convert(out, final, clip)
+
+
+def _check_arguments(clip, batch, device, temporal) -> int:
+    """Refuse bad arguments in one line; the stabilizer's window (0: none)."""
+    check_input(clip)
+    window = _temporal_window(temporal)
+    if batch is not None and (not isinstance(batch, int) or batch < 1):
+        raise vs_error(f"batch={batch!r}: give a whole number of frames >= 1, e.g. batch=8")
+    if not isinstance(device, str):
+        raise vs_error(f"device={device!r}: use 'auto', 'cpu' or 'cuda[:N]'")
+    return window
+
+
+def _make_filter(colorizer, model_lock, clip, native, batch: int, window: int, reference):
+    """The node's state: a plain or stabilized `_Filter`, or one that carries reference colour."""
+    if reference is None:
+        return _Filter(colorizer, model_lock, clip, native, colorizer.name, batch, window)
+    if window:
+        raise vs_error("reference= steadies the colour along the motion itself; leave temporal=None")
+    from .reference import referenced_node
+
+    reader = _Filter(colorizer, model_lock, clip, native, colorizer.name, batch, 0)
+    return referenced_node(_Filter, colorizer, model_lock, clip, native, reference, batch,
+                           lambda lo, hi: reader._lumas([clip.get_frame(k) for k in range(lo, hi)]))
 
 
 def _with_hints(colorizer, model: str, hints):
