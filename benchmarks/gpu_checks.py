@@ -65,7 +65,7 @@ import numpy as np
 import torch
 
 from vidcolor.colorizer import Colorizer, working_shape
-from vidcolor.errors import OutOfMemory
+from vidcolor.errors import OutOfMemory, one_line
 from vidcolor.models import DEFAULT_MODEL, get_model, list_models
 from vidcolor.runtime import Runtime
 from vidcolor.weights import shipped_dir
@@ -167,10 +167,6 @@ def bikes_frame(size: tuple[int, int] | None = None) -> tuple[np.ndarray | None,
         crop = torch.from_numpy(y[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s].copy())
         y = torch.nn.functional.interpolate(crop[None, None], size=size, mode="area")[0, 0].numpy()
     return y, None
-
-
-def one_line(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
 def fmt(x: float) -> str:

@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vidcolor.errors import InvalidInput, OutputError
+from vidcolor.errors import InvalidInput, OutputError, one_line
 from vidcolor.eval.metrics import (
     AUC_MAX_THRESHOLD,
     AucAccumulator,
@@ -68,10 +68,6 @@ _COLUMNS = [
     ("seconds", "Seconds", "{:.1f}"),
     ("fps", "FPS", "{:.1f}"),
 ]
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
 
 
 def _natural_key(path: Path) -> list:
@@ -137,7 +133,7 @@ def _open_video(path: Path) -> tuple[dict, Iterator[np.ndarray]]:
     try:
         container = av.open(str(path))
     except (av.FFmpegError, OSError) as err:
-        raise InvalidInput(f"{path}: cannot be opened as a video ({_one_line(err)}); {hint}") from err
+        raise InvalidInput(f"{path}: cannot be opened as a video ({one_line(err)}); {hint}") from err
     if not container.streams.video:
         container.close()
         raise InvalidInput(f"{path}: has no video stream; {hint}")
@@ -155,7 +151,7 @@ def _open_video(path: Path) -> tuple[dict, Iterator[np.ndarray]]:
                 for frame in container.decode(stream):
                     yield frame.to_ndarray(format="rgb24")
             except av.FFmpegError as err:
-                raise InvalidInput(f"{path}: decoding failed ({_one_line(err)}); re-encode it, e.g. ffmpeg -i IN -c:v libx264 OUT.mp4") from err
+                raise InvalidInput(f"{path}: decoding failed ({one_line(err)}); re-encode it, e.g. ffmpeg -i IN -c:v libx264 OUT.mp4") from err
 
     return info, frames()
 
@@ -423,7 +419,7 @@ def _write_outputs(result: dict, out_dir: Path) -> None:
         (out_dir / f"{stem}.md").write_text(_markdown_report(result))
         _plot(result, out_dir / f"{stem}.png")
     except OSError as err:
-        raise OutputError(f"{out_dir}: cannot write the evaluation report ({_one_line(err)}); choose a writable folder") from err
+        raise OutputError(f"{out_dir}: cannot write the evaluation report ({one_line(err)}); choose a writable folder") from err
 
 
 def _cell(value: object, fmt: str) -> str:
