@@ -24,5 +24,11 @@ cmd="vidcolor eval $CLIPS --max-frames $FRAMES --model $m --model iizuka2016 --s
 $PY scripts/model_card.py $m --eval "eval/$m" --eval "eval/$m-photos" --compare iizuka2016 \
     --eval-command "$cmd (first $FRAMES frames of each clip), and vidcolor eval runs/photos/holdout --model $m --model iizuka2016" \
     --notes scripts/card_notes/$m.md
+# The temporal model on the default's network, beside the default, plain and stabilized.
+m=temporal_lite
+cmd="vidcolor eval $CLIPS --max-frames $FRAMES --model $m --model lite_unet --stabilize --out eval/$m"
+[ -f "eval/$m/vtest.json" ] || $PY -m vidcolor eval $CLIPS --max-frames $FRAMES --model $m --model lite_unet --stabilize --out "eval/$m" --quiet
+$PY scripts/model_card.py $m --eval "eval/$m" --compare lite_unet --compare lite_unet+stabilize \
+    --eval-command "$cmd (first $FRAMES frames of each clip)" --notes scripts/card_notes/$m.md
 $PY -m vidcolor.docs
 $PY scripts/contact_sheet.py
