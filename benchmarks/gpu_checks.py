@@ -68,7 +68,7 @@ from vidcolor.colorizer import Colorizer, working_shape
 from vidcolor.errors import OutOfMemory, one_line
 from vidcolor.models import DEFAULT_MODEL, get_model, list_models
 from vidcolor.runtime import Runtime
-from vidcolor.weights import shipped_dir
+from vidcolor.models import shipped_dir
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIKES = ROOT / "data" / "eval" / "bikes.mp4"

@@ -140,3 +140,16 @@ def test_reduced_precision_path_keeps_the_colour(name, dtype):
     # within 5% of the colour, or of one 8-bit code where a model paints little colour on this picture
     # (lite_unet: 1.2 codes; bfloat16's 8-bit mantissa through its 16 inverted bottlenecks moves it by 1.25)
     assert (low - full).abs().mean() <= max(0.05 * full.abs().mean(), 1.5 / 255) + 1e-4
+
+
+def test_listing_models_imports_no_network():
+    """`vidcolor models` and the CLI's choices read the registry's table: torch is not even imported."""
+    import subprocess
+    import sys
+
+    code = ("import sys, io, contextlib; from vidcolor import cli\n"
+            "out = io.StringIO()\n"
+            "with contextlib.redirect_stdout(out): rc = cli.main(['models'])\n"
+            "print(rc, 'torch' in sys.modules, out.getvalue().count('(default)'), len(out.getvalue().splitlines()))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.split() == ["0", "False", "1", str(len(list_models()) + 1)]

@@ -10,7 +10,7 @@ import sys
 
 from . import __version__
 from .errors import DamagedInput, Interrupted, InvalidInput, OutputError, VidcolorError, one_line
-from .models import DEFAULT_MODEL, get_model, list_models
+from .models import DEFAULT_MODEL, get_model, list_models, shipped_dir
 
 COMMANDS = ("models", "train", "eval", "data", "batch", "convert-weights")
 
@@ -284,8 +284,6 @@ def _say(args, msg: str) -> None:
 
 def run_models(argv) -> int:
     argparse.ArgumentParser(prog="vidcolor models", description="List the models.").parse_args(argv)
-    from .weights import shipped_dir
-
     print(f"{'name':<16} {'input':>6} {'params':>9}  weights")
     for name in list_models():
         spec = get_model(name)

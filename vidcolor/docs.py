@@ -8,8 +8,7 @@ from __future__ import annotations
 import pathlib
 import re
 
-from .models import DEFAULT_MODEL, get_model, list_models
-from .weights import shipped_dir
+from .models import DEFAULT_MODEL, get_model, list_models, shipped_dir
 
 START, END = "<!-- models:start -->", "<!-- models:end -->"
 

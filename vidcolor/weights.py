@@ -6,7 +6,6 @@ checkpoints) only with ``weights_only=True``, which refuses arbitrary objects.
 
 from __future__ import annotations
 
-import importlib.resources
 import math
 import os
 import pathlib
@@ -17,16 +16,8 @@ import torch
 
 from .atomic import atomic_output
 from .errors import WeightsError
-from .models import ModelSpec, get_model
+from .models import ModelSpec, get_model, shipped_dir
 from .runtime import Runtime
-
-
-def shipped_dir() -> pathlib.Path:
-    """The models/ folder: beside the package in a checkout, inside it once installed."""
-    checkout = pathlib.Path(__file__).resolve().parent.parent / "models"
-    if checkout.is_dir():
-        return checkout
-    return pathlib.Path(str(importlib.resources.files("vidcolor") / "shipped"))
 
 
 def read_state_dict(path: pathlib.Path) -> dict[str, torch.Tensor]:

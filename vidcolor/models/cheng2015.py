@@ -46,7 +46,6 @@ from torch import nn
 import torch.nn.functional as F
 
 from .. import color
-from . import register_model
 from .semantic_unet import SEGMENTS, SemanticUNet
 
 
@@ -227,8 +226,5 @@ class Cheng2015(nn.Module):
         self.semantic.load_state_dict(state, strict=True)
 
 
-@register_model("cheng2015", params=1_901_045, working_size=176, weights="cheng2015.safetensors",
-                summary="Cheng et al. 2015: per-pixel MLP on patch + DAISY + semantic (semantic_unet "
-                        "segmentation) descriptor, U,V least squares, joint bilateral refinement")
 def cheng2015(**kw) -> Cheng2015:
     return Cheng2015(**kw)

@@ -60,7 +60,6 @@ import torch.nn.functional as F
 from torch.nn.utils import spectral_norm
 
 from .. import color
-from . import register_model
 
 STRIDE = 32  # the encoder's total downsampling: the network's inputs are multiples of it
 ENCODERS = {
@@ -375,19 +374,9 @@ class DDColor(nn.Module):
         return F.l1_loss(ab_pred.float(), ab.float().to(ab_pred.device))
 
 
-_WHERE = ("the DDColor release of github.com/piddnad/DDColor (its model zoo) or ModelScope "
-          "damo/cv_ddcolor_image-colorization: ")
-
-
-@register_model("ddcolor-tiny", params=55_006_640, working_size=256, weights=None,
-                summary="Kang et al. 2023, DDColor with ConvNeXt-T, official architecture and checkpoint layout",
-                weights_hint=_WHERE + "ddcolor_paper_tiny.pth")
 def ddcolor_tiny(**kw) -> DDColor:
     return DDColor("convnext-t", **kw)
 
 
-@register_model("ddcolor-large", params=227_869_328, working_size=256, weights=None,
-                summary="Kang et al. 2023, DDColor with ConvNeXt-L, official architecture and checkpoint layout",
-                weights_hint=_WHERE + "ddcolor_modelscope.pth, ddcolor_paper.pth or ddcolor_artistic.pth")
 def ddcolor_large(**kw) -> DDColor:
     return DDColor("convnext-l", **kw)

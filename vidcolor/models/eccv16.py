@@ -25,7 +25,6 @@ from torch import nn
 import torch.nn.functional as F
 
 from .. import color
-from . import register_model
 
 AB_NORM = 110.0
 L_CENT, L_NORM = 50.0, 100.0
@@ -127,17 +126,9 @@ class ECCV16(nn.Module):
         self.prior.copy_(color.smoothed_prior(counts, self.bins.cpu()).to(self.prior))
 
 
-@register_model("eccv16", params=32_236_011, working_size=256, weights=None,
-                summary="Zhang et al. 2016, official architecture and checkpoint layout (plain softmax mean)",
-                weights_hint="the official colorization_release_v2-9b330a0b.pth of github.com/richzhang/colorization: "
-                             "https://colorizers.s3.us-east-2.amazonaws.com/colorization_release_v2-9b330a0b.pth")
 def eccv16(**kw) -> ECCV16:
     return ECCV16(**kw)
 
 
-@register_model("eccv16-annealed", params=32_236_011, working_size=256, weights=None,
-                summary="eccv16 decoded with the paper's annealed mean (T = 0.38) instead of the official code's mean",
-                weights_hint="the official colorization_release_v2-9b330a0b.pth of github.com/richzhang/colorization: "
-                             "https://colorizers.s3.us-east-2.amazonaws.com/colorization_release_v2-9b330a0b.pth")
 def eccv16_annealed(**kw) -> ECCV16:
     return ECCV16(**{"decoding": "annealed", **kw})

@@ -36,7 +36,6 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from . import register_model
 from .semantic_unet import SCENE_CLASSES, pseudo_scene
 
 FULL_WIDTHS = {
@@ -174,8 +173,5 @@ class Iizuka2016(nn.Module):
         return loss
 
 
-@register_model("iizuka2016", params=2_647_588, working_size=224, weights="iizuka2016.safetensors",
-                summary="Iizuka et al. 2016 (Let there be Color!), 1/4 widths: shared low-level, mid-level, "
-                        "224x224 global branch + pseudo-label scene head, fusion, sigmoid ab, MSE")
 def iizuka2016(**kw) -> Iizuka2016:
     return Iizuka2016(**kw)

@@ -31,7 +31,6 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from . import register_model
 from .iizuka2016 import FULL_WIDTHS as IIZUKA_WIDTHS
 from .iizuka2016 import GlobalBranch, LowLevel, fuse, scaled
 from .semantic_unet import SCENE_CLASSES, pseudo_scene
@@ -93,8 +92,5 @@ class Koalarization(nn.Module):
         return loss
 
 
-@register_model("koalarization", params=2_790_652, working_size=224, weights="koalarization.safetensors",
-                summary="Deep Koalarization (Baldassarre et al. 2017), 1/4 widths: encoder to H/8, "
-                        "replicated global embedding (Iizuka-style branch trained here) fused by 1x1, MSE")
 def koalarization(**kw) -> Koalarization:
     return Koalarization(**kw)

@@ -52,7 +52,6 @@ import torch.nn.functional as F
 
 from .. import color
 from . import decoders
-from . import register_model
 
 VGG16 = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 FC = 4096
@@ -234,15 +233,9 @@ class Larsson2016(nn.Module):
                 + CHROMA_WEIGHT * (chroma_w * kl_divergence(chroma_t, self.chroma(hidden))).mean())
 
 
-@register_model("larsson2016", params=4_997_334, working_size=176, weights="larsson2016.safetensors",
-                summary="Larsson et al. 2016, 1/4-width VGG-16 hypercolumns from scratch, sparse training, "
-                        "Lab bins decoded by expectation")
 def larsson2016(**kw) -> Larsson2016:
     return Larsson2016(variant="lab", **kw)
 
 
-@register_model("larsson2016-hc", params=4_946_448, working_size=176, weights="larsson2016-hc.safetensors",
-                summary="Larsson et al. 2016, 1/4-width VGG-16 hypercolumns from scratch, sparse training, "
-                        "hue/chroma histograms: median chroma, circular-mean hue")
 def larsson2016_hc(**kw) -> Larsson2016:
     return Larsson2016(variant="hc", **kw)

@@ -26,7 +26,6 @@ from torch import nn
 import torch.nn.functional as F
 
 from .. import color
-from . import register_model
 from .efficientnet_lite import EfficientNetLite
 
 #: ab units that map to 1 at the regression head.
@@ -103,8 +102,5 @@ class LiteUNet(nn.Module):
         self.prior.copy_(color.smoothed_prior(counts, self.bins))
 
 
-@register_model("lite_unet", params=4_975_368, working_size=224, weights="lite_unet.safetensors", backbone="efficientnet-lite0",
-                summary="U-Net decoder on an ImageNet-pretrained EfficientNet-Lite0 encoder (Apache-2.0 weights), "
-                        "ab regression + rebalanced ab-bin classification heads")
 def lite_unet(**kw) -> LiteUNet:
     return LiteUNet(**kw)

@@ -44,7 +44,6 @@ from torch import nn
 import torch.nn.functional as F
 
 from .. import color
-from . import register_model
 
 #: segment pseudo-classes: a neutral cluster and 8 hue clusters.
 SEGMENTS = 9
@@ -171,8 +170,5 @@ class SemanticUNet(nn.Module):
         self.prior.copy_(color.smoothed_prior(counts, self.bins))
 
 
-@register_model("semantic_unet", params=1_886_771, working_size=176, weights="semantic_unet.safetensors",
-                summary="Multi-task U-Net with semantic guides (IEEE Access 2020), base width 16, "
-                        "ab-bin classification result + ab regression + pseudo-label segmentation and scene heads")
 def semantic_unet(**kw) -> SemanticUNet:
     return SemanticUNet(**kw)

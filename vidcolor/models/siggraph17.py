@@ -26,7 +26,6 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from . import register_model
 
 AB_NORM = 110.0
 L_CENT, L_NORM = 50.0, 100.0
@@ -126,9 +125,5 @@ class SIGGRAPH17(nn.Module):
         return F.smooth_l1_loss(ab_pred.float(), ab.float().to(ab_pred.device), beta=1.0)
 
 
-@register_model("siggraph17", params=34_187_027, working_size=256, weights=None, takes_hints=True,
-                summary="Zhang et al. 2017, user-guided, official architecture and checkpoint layout",
-                weights_hint="the official siggraph17-df00044c.pth of github.com/richzhang/colorization: "
-                             "https://colorizers.s3.us-east-2.amazonaws.com/siggraph17-df00044c.pth")
 def siggraph17(**kw) -> SIGGRAPH17:
     return SIGGRAPH17(**kw)

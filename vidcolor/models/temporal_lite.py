@@ -45,7 +45,6 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from . import register_model
 from .lite_unet import AB_SCALE, DECODER, LiteUNet
 
 #: width of the temporal head's convolutions and their dilations.
@@ -131,10 +130,5 @@ class TemporalLite(LiteUNet):
         nn.init.zeros_(self.temporal_head[-1].bias)
 
 
-@register_model("temporal_lite", params=5_006_019, working_size=224, weights="temporal_lite.safetensors",
-                temporal=True, backbone="efficientnet-lite0",
-                summary="lite_unet (EfficientNet-Lite0 ImageNet encoder, U-Net decoder), frozen, with the previous "
-                        "frame's ab as input (Thasarathan et al. 2019) to a temporal head that blends it in; trained on "
-                        "its own colouring of shots with a flow-warped temporal loss (Lai et al. 2018)")
 def temporal_lite(**kw) -> TemporalLite:
     return TemporalLite(**kw)

@@ -35,7 +35,6 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from . import register_model
 
 #: ab units that map to +-1 at the generator's tanh output (sRGB's gamut stays within +-110).
 AB_SCALE = 110.0
@@ -128,8 +127,5 @@ class PatchDiscriminator(nn.Module):
         return self.net(x)
 
 
-@register_model("temporal_unet", params=308_402, working_size=176, weights="temporal_unet.safetensors", temporal=True,
-                summary="Thasarathan et al. 2019, temporally coherent GAN: U-Net generator on L + previous "
-                        "frame's ab, PatchGAN, L1 + perceptual + style + adversarial losses")
 def temporal_unet(**kw) -> TemporalUNet:
     return TemporalUNet(**kw)

@@ -14,7 +14,6 @@ from torch import nn
 import torch.nn.functional as F
 
 from .. import color
-from . import register_model
 
 FULL_WIDTHS = (64, 128, 256, 512, 512, 512, 512, 256)
 
@@ -77,14 +76,10 @@ class Zhang2016(nn.Module):
         self.prior.copy_(color.smoothed_prior(counts, self.bins))
 
 
-@register_model("zhang2016", params=1_365_078, working_size=128, weights="zhang2016.safetensors",
-                summary="Zhang et al. 2016, reduced width (1/4), 313-bin classification, annealed mean")
 def zhang2016(**kw) -> Zhang2016:
     widths = tuple(w // 4 for w in FULL_WIDTHS)
     return Zhang2016(widths=widths, depth=2, **kw)
 
 
-@register_model("zhang2016-full", params=32_222_278, working_size=224, weights=None,
-                summary="Zhang et al. 2016 at the paper's widths; train it with `vidcolor train`")
 def zhang2016_full(**kw) -> Zhang2016:
     return Zhang2016(**kw)
