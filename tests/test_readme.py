@@ -17,6 +17,7 @@ import concurrent.futures
 import os
 import pathlib
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -75,11 +76,11 @@ def readme_lines() -> dict[str, tuple[str, str]]:
 RUN = {
     "vidcolor film.mp4": "test_film_mp4",
     "vidcolor film.mkv -o out.mkv --codec ffv1": "test_film_mkv_ffv1",
-    "vidcolor reel.mov --start 60 --duration 10": "test_reel_part",
+    "vidcolor reel.mov --start 60 --duration 10 -o part.mov": "test_reel_part",
     "vidcolor reel.mov --preview 6": "test_reel_preview",
     "vidcolor reel.mov --compare": "test_reel_compare",
-    "vidcolor reel.mov --stabilize": "test_reel_stabilize",
-    "vidcolor reel.mov --model temporal_unet": "test_reel_temporal_unet",
+    "vidcolor reel.mov --stabilize -o steady.mov": "test_reel_stabilize",
+    "vidcolor reel.mov --model temporal_unet -o video.mov": "test_reel_temporal_unet",
     "vidcolor photo.jpg": "test_photo",
     "vidcolor models": "test_models",
     "ffmpeg -i in.mkv -f yuv4mpegpipe - | vidcolor - -o - | ffmpeg -i - -i in.mkv -map 0:v -map 1:a? -c:a copy out.mkv":
@@ -197,11 +198,11 @@ def made(tmp_path_factory) -> pathlib.Path:
 
 # (name of the run, README command, the inputs the user has in the folder)
 RUNS = [
-    ("stabilize", "vidcolor reel.mov --stabilize", ["reel.mov"]),
-    ("temporal", "vidcolor reel.mov --model temporal_unet", ["reel.mov"]),
+    ("stabilize", "vidcolor reel.mov --stabilize -o steady.mov", ["reel.mov"]),
+    ("temporal", "vidcolor reel.mov --model temporal_unet -o video.mov", ["reel.mov"]),
     ("film_mp4", "vidcolor film.mp4", ["film.mp4"]),
     ("film_mkv", "vidcolor film.mkv -o out.mkv --codec ffv1", ["film.mkv"]),
-    ("part", "vidcolor reel.mov --start 60 --duration 10", ["reel.mov"]),
+    ("part", "vidcolor reel.mov --start 60 --duration 10 -o part.mov", ["reel.mov"]),
     ("preview", "vidcolor reel.mov --preview 6", ["reel.mov"]),
     ("compare", "vidcolor reel.mov --compare", ["colour/reel.mov"]),  # a colour reel: all three panels
     ("photo", "vidcolor photo.jpg", ["photo.jpg"]),
@@ -326,7 +327,7 @@ def test_film_mkv_ffv1(ran, made):
 
 def test_reel_part(ran, made):
     r = ran["part"].ok()
-    src, dst = probe(made / "reel.mov"), probe(r.folder / "reel.colorized.mov")
+    src, dst = probe(made / "reel.mov"), probe(r.folder / "part.mov")
     assert len(src.pts) == 72 and len(dst.pts) == 10 * REEL_RATE
     # each output frame is the input's frame 60, 61, ... (the nearest input luma)
     nearest = [int(np.argmin([np.abs(f[0].astype(int) - g[0].astype(int)).mean() for g in src.planes]))
@@ -338,8 +339,8 @@ def test_reel_part(ran, made):
 
 def test_reel_whole_runs_agree_on_luma(ran, made):
     src = probe(made / "reel.mov")
-    for name in ("stabilize", "temporal"):
-        dst = probe(ran[name].ok().folder / "reel.colorized.mov")
+    for name, out in (("stabilize", "steady.mov"), ("temporal", "video.mov")):
+        dst = probe(ran[name].ok().folder / out)
         assert len(dst.pts) == len(src.pts) == 72
         assert luma_diff(src, dst) < 1.5, name
         assert chroma(dst) > 0.5, name
@@ -353,7 +354,7 @@ def frame_to_frame_chroma(p, frames) -> float:
 
 def test_reel_stabilize(ran, made):
     r = ran["stabilize"].ok()
-    steady, plain = probe(r.folder / "reel.colorized.mov"), probe(ran["part"].ok().folder / "reel.colorized.mov")
+    steady, plain = probe(r.folder / "steady.mov"), probe(ran["part"].ok().folder / "part.mov")
     window = list(range(60 * REEL_RATE, 70 * REEL_RATE))
     # the same frames 60..69 colorized without --stabilize (the --start run): the colour changes less
     steady_step = frame_to_frame_chroma(steady, window)
@@ -400,7 +401,7 @@ def test_reel_compare(ran):
     """On a colour film: gray | result | original. (On a gray film the original is left out, as the README
     says: tests/test_usability.py::test_preview_is_labelled_and_compare_adds_the_colour_original.)"""
     r = ran["compare"].ok()
-    for gray, result, original in panels(r.folder / "reel.preview.png", 6, 3):
+    for gray, result, original in panels(r.folder / "reel.compare.png", 6, 3):
         assert all(labelled(p) for p in (gray, result, original))
         assert is_gray(gray) and not is_gray(result) and not is_gray(original)
         body = original[40:].astype(int)
@@ -469,3 +470,22 @@ def test_every_run_is_looked_at():
     tests = {name for name in globals() if name.startswith("test_")}
     assert set(NEEDS) == tests - {"test_every_readme_command_is_run_or_listed", "test_every_run_is_looked_at"}
     assert set().union(*NEEDS.values()) == {name for name, _, _ in RUNS}
+
+
+def test_usage_lines_run_one_after_another_write_distinct_files():
+    """A user who runs the "Using it" lines in turn in one folder never meets "exists, pass -y":
+    each line's output (its -o, or the name vidcolor picks) is its own and none is an input."""
+    from vidcolor.cli import colorize_parser, default_output
+    from vidcolor.io.media import is_image
+
+    written = {}
+    for cmd, (line, section) in readme_lines().items():
+        if section != "Using it" or not cmd.startswith("vidcolor ") or cmd == "vidcolor models":
+            continue
+        args = colorize_parser().parse_args(shlex.split(cmd)[1:])
+        src = pathlib.Path(args.input)
+        preview = args.preview is not None or args.compare
+        dst = pathlib.Path(args.output) if args.output else default_output(src, preview, is_image(src), args.compare)
+        assert dst not in written and dst.name not in {"film.mp4", "film.mkv", "reel.mov", "photo.jpg"}, line
+        written[dst] = line
+    assert len(written) == 8

@@ -84,8 +84,8 @@ def colorize_parser() -> argparse.ArgumentParser:
                    help="write a PNG contact sheet of N frames (grayscale beside colour, labelled with the time "
                         "and the model) instead of a video")
     p.add_argument("--compare", action="store_true",
-                   help="a contact sheet (of --preview N frames, default 6) of gray, result and, where the input "
-                        "has colour, the original side by side")
+                   help="a contact sheet (INPUT-stem.compare.png; --preview N frames, default 6) of gray, result and, "
+                        "where the input has colour, the original side by side")
     p.add_argument("--keep-colour", action="store_true",
                    help="frames that already have colour keep their own instead of the model's")
     p.add_argument("-y", "--overwrite", action="store_true", help="replace an existing output")
@@ -95,7 +95,9 @@ def colorize_parser() -> argparse.ArgumentParser:
     return p
 
 
-def default_output(src: pathlib.Path, preview: bool, image: bool) -> pathlib.Path:
+def default_output(src: pathlib.Path, preview: bool, image: bool, compare: bool = False) -> pathlib.Path:
+    if compare:
+        return src.with_name(f"{src.stem}.compare.png")
     if preview:
         return src.with_name(f"{src.stem}.preview.png")
     if image:
@@ -219,7 +221,7 @@ def run_colorize(argv) -> int:
         args.preview = 6
     if args.preview is not None and args.preview < 1:
         raise InvalidInput(f"--preview {args.preview}: give the number of frames for the contact sheet (1 or more)")
-    dst = pathlib.Path(args.output) if args.output else default_output(src, bool(args.preview), image)
+    dst = pathlib.Path(args.output) if args.output else default_output(src, bool(args.preview), image, args.compare)
     if not src.exists():
         raise InvalidInput(f"{src}: no such file; check the path")
     check_output(src, dst, args.overwrite)
