@@ -374,3 +374,25 @@ def test_batch_references_folder_matched_by_file_name(capsys, tmp_path):
     err_a = [ab_error(f, o) for f, o in zip(frames_a, out_a)]
     err_b = [ab_error(f, o) for f, o in zip(frames_b, out_b)]
     assert max(err_a) < 12 and np.mean(err_b) > 2 * max(err_a), (err_a, err_b)
+
+
+@pytest.mark.filterwarnings("ignore:photo.png. its aspect ratio")  # said, and meant: a wider picture
+def test_eval_reference_photo_of_another_framing_raises_the_hue_share(capsys, tmp_path):
+    """`vidcolor eval --reference-photo`: a picture of the same kind of scene, not a frame of the clip
+    (here further along the pan, so it shares colours but no frame), given to the clip's first shot."""
+    import json
+
+    src = colour_video(tmp_path / "clip.mkv", patterned_scene(6, seed=5))
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(patterned_scene(1, seed=5, start=40, w=160)[0], cv2.COLOR_RGB2BGR))
+    rc, err = vidcolor(capsys, "eval", src, "--reference-photo", photo, "--out", tmp_path / "eval", "--quiet")
+    assert rc == 0, err
+    report = json.loads((tmp_path / "eval" / "clip-photo.json").read_text())
+    rows = {r["name"]: r for r in report["rows"]}
+    ref = rows["lite_unet+reference"]
+    assert report["photo"] == str(photo) and ref["served"] == 6
+    assert ref["gain_hue"] > 0.1 and ref["hue_share"] > rows["lite_unet"]["hue_share"], ref
+    assert "| clip | photo.png | lite_unet+reference | 6 |" in (tmp_path / "eval" / "photo.md").read_text()
+    # one photo per source, or one line saying so
+    rc, err = vidcolor(capsys, "eval", src, src, "--reference-photo", photo, "--out", tmp_path / "eval2", "--quiet")
+    assert rc == 1 and "one --reference-photo per source" in err and len(err.strip().splitlines()) == 1

@@ -370,6 +370,9 @@ def run_eval(argv) -> int:
     p.add_argument("--reference", metavar="FRAME",
                    help="the original colour of this frame (first, middle or a number) as the reference: "
                         "each model is scored alone, steadied and with the reference (reference.md in --out)")
+    p.add_argument("--reference-photo", action="append", metavar="IMAGE",
+                   help="a colour photo of a scene like the clip's (not from it) as the reference, one per source "
+                        "in order: each model is scored alone and with it (photo.md in --out)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     names = args.model or [DEFAULT_MODEL]
@@ -383,6 +386,8 @@ def run_eval(argv) -> int:
     models = {n: Colorizer(n, w, runtime) for n, w in zip(names, weights)}
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.reference_photo is not None:
+        return _eval_photos(args, models, out, degrade)
     if args.reference is not None:
         if degrade is not None:
             raise InvalidInput("--reference scores the clean clips; leave out --degrade")
@@ -411,6 +416,24 @@ def run_eval(argv) -> int:
                                 clean=colorizers() if degrade is not None else None))
     table = markdown_table(results)
     (out / "summary.md").write_text(table + "\n")
+    print(table)
+    return 0
+
+
+def _eval_photos(args, models: dict, out: pathlib.Path, degrade) -> int:
+    from vidcolor.eval.reference import evaluate_photo_reference, photo_table, write_atomically
+
+    if degrade is not None or args.reference is not None:
+        raise InvalidInput("--reference-photo scores the clean clips with the photo alone; leave out --degrade "
+                           "and --reference")
+    if len(args.reference_photo) != len(args.sources):
+        raise InvalidInput(f"give one --reference-photo per source, in the same order ({len(args.sources)} "
+                           f"sources, {len(args.reference_photo)} photos)")
+    results = [evaluate_photo_reference(pathlib.Path(source), pathlib.Path(photo), models, out, batch=args.batch,
+                                        max_frames=args.max_frames, progress=not args.quiet)
+               for source, photo in zip(args.sources, args.reference_photo)]
+    table = photo_table(results)
+    write_atomically(out / "photo.md", table + "\n")
     print(table)
     return 0
 

@@ -8,6 +8,8 @@ and after it (``psnr_before``, ``psnr_after``), over the other frames of its sho
 plan's cuts; the issue's targets are on these) and the gain of each over the model alone; and on the
 shot, the colourfulness ratio to the original's and the flicker beside the original's own floor.
 The reference is pinned to its frame (`--reference-frame`), so the plan cannot pick another.
+With ``--reference-photo`` the reference is instead a colour photo of a similar scene (not of the clip),
+given to the first shot (as `--reference-frame 0` does), and each row says how the hue share moved.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from vidcolor.atomic import atomic_output
 from vidcolor.errors import InvalidInput, OutputError, one_line
 from vidcolor.eval.evaluate import evaluate, open_frames
 from vidcolor.eval.metrics import colourfulness
+from vidcolor.temporal.reference import load_reference
 
-__all__ = ["REFERENCE", "evaluate_reference", "reference_index", "reference_table", "write_atomically"]
+__all__ = ["REFERENCE", "evaluate_photo_reference", "evaluate_reference", "photo_table", "reference_index",
+           "reference_table", "write_atomically"]
 
 #: suffix of the rows coloured with the reference
 REFERENCE = "+reference"
@@ -57,10 +61,16 @@ def _recorded(colorize, into: list[float]):
     return run
 
 
-def _referenced(colorizer, frames: list[np.ndarray], k: int, batch: int):
+def _referenced(colorizer, frames: list[np.ndarray], k: int | None, batch: int, photo: np.ndarray | None = None,
+                name: str = "photo"):
     """A colorize callable for `evaluate` whose plan (pass 1, and the backward pass) is made on first call,
-    so its time counts in the row's seconds; and the referenced colorizer (its plan says the shot)."""
-    twin = colorizer.referenced([frames[k]], names=[f"frame {k}"], pinned=[k])
+    so its time counts in the row's seconds; and the referenced colorizer (its plan says the shot).
+    The reference is frame ``k``'s colour, pinned to it, or ``photo``, pinned to the first frame's shot (a
+    photo of a similar scene matches no frame closely: a user gives it to the shot with --reference-frame)."""
+    if photo is None:
+        twin = colorizer.referenced([frames[k]], names=[f"frame {k}"], pinned=[k])
+    else:
+        twin = colorizer.referenced([photo], names=[name], pinned=[0])
     state = {"planned": False}
 
     def read():
@@ -132,6 +142,48 @@ def evaluate_reference(source: Path, models: dict, out_dir: Path, *, at: str = "
     return result
 
 
+def evaluate_photo_reference(source: Path, photo: Path, models: dict, out_dir: Path, *, batch: int = 8,
+                             max_frames: int | None = 100, progress: bool = True) -> dict:
+    """Score ``models`` on ``source`` alone and with ``photo`` (a colour picture of a similar scene, not
+    of the clip) as the reference of its first shot. Rows gain ``gain_psnr`` and ``gain_hue`` (the hue
+    share's rise over the model alone, the issue's target) and ``served`` (the frames it served)."""
+    info, it = open_frames(Path(source), max_frames)
+    with closing(it):
+        frames = list(it)
+    if not frames:
+        raise InvalidInput(f"{source}: no frames could be decoded; check that it is a colour video and not empty")
+    picture = load_reference(photo)
+    runs, twins = {}, {}
+    for name, c in models.items():
+        runs[name] = c.fresh().colorize_rgb
+        runs[name + REFERENCE], twins[name] = _referenced(c, frames, None, batch, picture, Path(photo).name)
+    result = evaluate(Path(source), runs, Path(out_dir), batch=batch, max_frames=max_frames, progress=progress)
+    by_name = {row["name"]: row for row in result["rows"]}
+    for name, twin in twins.items():
+        base, ref = by_name[name], by_name[name + REFERENCE]
+        ref["gain_psnr"] = ref["psnr"] - base["psnr"]
+        ref["gain_hue"] = ref["hue_share"] - base["hue_share"]
+        ref["served"] = sum(sv.end - sv.start for sv in twin.reference.served)
+    result["photo"] = str(photo)
+    write_atomically(Path(out_dir) / f"{result['name']}-photo.json", _json(result, None))
+    return result
+
+
+def photo_table(results: list[dict]) -> str:
+    """A Markdown table of the photo-reference rows: PSNR, hue share and colourfulness, with and without."""
+    lines = ["| clip | photo | colorizer | frames served | PSNR dB | gain | hue ≤45° | gain | colourful. ratio |",
+             "|" + "---|" * 9]
+    for r in results:
+        for row in r["rows"]:
+            if row["name"] in ("gray", "original"):
+                continue
+            gains = [f"{row[k]:+.2f}" if k in row else "" for k in ("gain_psnr", "gain_hue")]
+            lines.append(f"| {r['name']} | {Path(r['photo']).name} | {row['name']} | {row.get('served', '')} | "
+                         f"{row['psnr']:.2f} | {gains[0]} | {row['hue_share']:.3f} | {gains[1]} | "
+                         f"{row['colourfulness_ratio']:.3f} |")
+    return "\n".join(lines)
+
+
 def write_atomically(path: Path, text: str) -> None:
     """``text`` into ``path``, which appears whole or not at all."""
     try:
@@ -152,8 +204,8 @@ def _json(result: dict, k: int) -> str:
             return [safe(b) for b in v]
         return v
 
-    return json.dumps(safe({"source": result["source"], "reference_frame": k, "shot": result.get("shot"),
-                            "rows": result["rows"]}), indent=1)
+    return json.dumps(safe({"source": result["source"], "reference_frame": k, "photo": result.get("photo"),
+                            "shot": result.get("shot"), "rows": result["rows"]}), indent=1)
 
 
 def reference_table(results: list[dict]) -> str:
