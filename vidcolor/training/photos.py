@@ -146,6 +146,9 @@ def decode_image(buf: bytes | np.ndarray) -> np.ndarray | None:
         return None
     if img is None or img.size == 0:
         return None
+    if img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8:
+        # IMREAD_UNCHANGED ignores the EXIF orientation that IMREAD_COLOR applies: phone photos stand upright
+        img = cv2.imdecode(arr, cv2.IMREAD_COLOR)
     if img.dtype == np.uint16:
         img = (img >> 8).astype(np.uint8)
     elif img.dtype != np.uint8:

