@@ -388,3 +388,23 @@ def test_stellarium_glob_takes_the_photo_strips_only(tmp_path):
             (land / d / f).write_bytes(b"x")
     got = [p.name for p in S.source_files(src, tmp_path)]
     assert got == ["guereins1.png", "guereins8.png", "hurricane3.png"]
+
+
+def test_decode_image_stands_phone_photos_upright_by_their_exif_orientation(tmp_path):
+    """A camera stores the sensor's pixels and an EXIF Orientation tag (6: turn 90 degrees clockwise to
+    view); the photo is trained on as seen, not lying on its side."""
+    from PIL import Image
+
+    from vidcolor.training.photos import decode_image
+
+    pixels = np.zeros((20, 40, 3), np.uint8)
+    pixels[:, :20] = (255, 0, 0)  # sensor's left half red (RGB), right half blue
+    pixels[:, 20:] = (0, 0, 255)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "phone.jpg"
+    Image.fromarray(pixels).save(path, quality=95, exif=exif)
+    img = decode_image(path.read_bytes())  # BGR
+    assert img.shape == (40, 20, 3)  # upright: taller than wide
+    top, bottom = img[:15].reshape(-1, 3).mean(0), img[-15:].reshape(-1, 3).mean(0)
+    assert top[2] > 200 > top[0] and bottom[0] > 200 > bottom[2]  # turned clockwise: red on top
