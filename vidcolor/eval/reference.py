@@ -87,6 +87,16 @@ def _referenced(colorizer, frames: list[np.ndarray], k: int | None, batch: int, 
     return colorize, twin
 
 
+def _clip_frames(source: Path, max_frames: int | None) -> list[np.ndarray]:
+    """The clip's first ``max_frames`` colour frames (RGB uint8), or one line saying it has none."""
+    _, it = open_frames(Path(source), max_frames)
+    with closing(it):
+        frames = list(it)
+    if not frames:
+        raise InvalidInput(f"{source}: no frames could be decoded; check that it is a colour video and not empty")
+    return frames
+
+
 def _mean(values) -> float:
     values = [v for v in values if not math.isnan(v)]
     return float(np.mean(values)) if values else math.nan
@@ -95,11 +105,7 @@ def _mean(values) -> float:
 def evaluate_reference(source: Path, models: dict, out_dir: Path, *, at: str = "first", batch: int = 8,
                        max_frames: int | None = 100, stabilize: bool = True, progress: bool = True) -> dict:
     """Score ``models`` ({name: Colorizer}) on ``source`` alone, steadied and with the reference of frame ``at``."""
-    info, it = open_frames(Path(source), max_frames)
-    with closing(it):
-        frames = list(it)
-    if not frames:
-        raise InvalidInput(f"{source}: no frames could be decoded; check that it is a colour video and not empty")
+    frames = _clip_frames(source, max_frames)
     k = reference_index(at, len(frames))
     runs, cf, twin = {}, {}, None
     for name, c in models.items():
@@ -147,11 +153,7 @@ def evaluate_photo_reference(source: Path, photo: Path, models: dict, out_dir: P
     """Score ``models`` on ``source`` alone and with ``photo`` (a colour picture of a similar scene, not
     of the clip) as the reference of its first shot. Rows gain ``gain_psnr`` and ``gain_hue`` (the hue
     share's rise over the model alone, the issue's target) and ``served`` (the frames it served)."""
-    info, it = open_frames(Path(source), max_frames)
-    with closing(it):
-        frames = list(it)
-    if not frames:
-        raise InvalidInput(f"{source}: no frames could be decoded; check that it is a colour video and not empty")
+    frames = _clip_frames(source, max_frames)
     picture = load_reference(photo)
     runs, twins = {}, {}
     for name, c in models.items():
