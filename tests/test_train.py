@@ -78,7 +78,7 @@ def test_training_with_input_damage_records_it(tmp_path):
 
 @pytest.mark.parametrize("flag,value", [("--input-damage", "1.5"), ("--steps", "0"), ("--batch", "0"),
                                         ("--crop", "16"), ("--lr", "0"), ("--save-every", "0"),
-                                        ("--frames-per-video", "0")])
+                                        ("--frames-per-video", "0"), ("--rebalance", "0"), ("--rebalance", "1.5")])
 def test_bad_training_options_are_a_one_line_error(capsys, tmp_path, flag, value):
     # --steps 0 was a ZeroDivisionError and --crop 16 an empty feature map deep in torch
     assert main(["train", str(tmp_path), flag, value, "--out", str(tmp_path / "run")]) == 1
@@ -92,6 +92,41 @@ def test_training_config_is_checked_for_library_callers_too(tmp_path):
         TrainConfig(model="iizuka2016", data=(tmp_path,), out=tmp_path / "run", input_damage=2)
     # the smallest crop is one every network of the registry trains at
     TrainConfig(model="larsson2016", data=(tmp_path,), out=tmp_path / "run", crop=MIN_CROP)
+
+
+def test_rebalance_is_refused_for_models_without_a_rebalanced_regression(capsys, tmp_path):
+    _photos(tmp_path / "photos")
+    for model in ("iizuka2016", "temporal_lite"):
+        assert main(["train", str(tmp_path / "photos"), "--model", model, "--rebalance", "0.9",
+                     "--out", str(tmp_path / "run")]) == 1
+        err = capsys.readouterr().err.strip()
+        assert "--rebalance" in err and model in err and "\n" not in err
+        assert not (tmp_path / "run").exists()
+
+
+def test_rebalanced_regression_counts_rare_colours_more():
+    """lite_unet's --rebalance: the same ab error costs more on a saturated pixel than on a common grey one."""
+    from vidcolor import color
+    from vidcolor.models.lite_unet import LiteUNet
+
+    model = LiteUNet()
+    counts = torch.ones(model.bins.shape[0])
+    counts[color.soft_encode(torch.zeros(1, 2, 1, 1), model.bins).flatten().argmax()] = 1000.0  # grey is common
+    model.set_prior(counts)
+    ab = torch.zeros(1, 2, 4, 8)
+    ab[..., 4:] = torch.tensor([60.0, 40.0])[:, None, None]                    # right half: saturated orange
+    for region in (slice(0, 4), slice(4, 8)):
+        pred = ab.clone() / 110.0
+        pred[..., region] += 0.2                                                 # the same error, on one half
+        raw = {"ab": pred, "logits": torch.zeros(1, model.bins.shape[0], 4, 8)}
+        model.regression_rebalance = 1.0
+        plain = model.losses(raw, ab)["regression"]
+        model.regression_rebalance = 0.5
+        weighted = model.losses(raw, ab)["regression"]
+        if region.start == 0:
+            assert weighted < 0.5 * plain                                         # grey's error weighs less
+        else:
+            assert weighted > 2 * plain                                           # the rare colour's more
 
 
 def test_frames_per_video_caps_the_frames_taken_from_each_clip(tmp_path):

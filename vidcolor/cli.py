@@ -322,6 +322,9 @@ def run_train(argv) -> int:
                    help="models on a pretrained encoder: train the decoder alone for this many steps first")
     p.add_argument("--encoder-lr", type=float, default=TrainConfig.encoder_lr, metavar="SHARE",
                    help="models on a pretrained encoder: its learning rate as a share of --lr")
+    p.add_argument("--rebalance", type=float, default=TrainConfig.rebalance, metavar="LAMBDA",
+                   help="lite_unet: weight each pixel's colour loss by its colour's rarity (Zhang et al.'s "
+                        "rebalancing; 1 = off, lower = more vivid)")
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
@@ -331,7 +334,7 @@ def run_train(argv) -> int:
                       steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, seed=args.seed,
                       save_every=args.save_every, resume=args.resume, input_damage=args.input_damage,
                       frames_per_video=args.frames_per_video, init=args.init,
-                      freeze_encoder=args.freeze_encoder, encoder_lr=args.encoder_lr)
+                      freeze_encoder=args.freeze_encoder, encoder_lr=args.encoder_lr, rebalance=args.rebalance)
     final = fit(cfg, Runtime(device=args.device), progress=not args.quiet)
     print(f"wrote {final}", file=sys.stderr)
     return 0

@@ -41,11 +41,14 @@ def _conv(cin: int, cout: int) -> nn.Sequential:
 
 class LiteUNet(nn.Module):
     def __init__(self, variant: str = "efficientnet-lite0", head: str = "regression",
-                 temperature: float = 0.38, rebalance: float = 0.5):
+                 temperature: float = 0.38, rebalance: float = 0.5, regression_rebalance: float = 1.0):
         super().__init__()
         if head not in ("regression", "classes"):
             raise ValueError(f"head {head!r}: 'regression' or 'classes'")
         self.head, self.temperature, self.rebalance = head, temperature, rebalance
+        #: lambda of the rebalancing that weights each pixel's regression loss by the rarity of its
+        #: true colour (1: unweighted; lower: rare, saturated colours count more against the grey pull).
+        self.regression_rebalance = regression_rebalance
         self.encoder = EfficientNetLite(variant)
         skips = self.encoder.widths[:-1]
         self.register_buffer("bins", color.ab_bins(10))
@@ -90,7 +93,10 @@ class LiteUNet(nn.Module):
     def losses(self, raw: dict[str, torch.Tensor], ab: torch.Tensor) -> dict[str, torch.Tensor]:
         ab = F.interpolate(ab.float(), size=raw["ab"].shape[-2:], mode="area")
         target = color.soft_encode(ab, self.bins)
-        return {"regression": F.smooth_l1_loss(raw["ab"].float(), ab / AB_SCALE, beta=0.05),
+        regression = F.smooth_l1_loss(raw["ab"].float(), ab / AB_SCALE, beta=0.05, reduction="none").sum(dim=1)
+        if self.regression_rebalance < 1.0:
+            regression = regression * color.rebalance_weights(self.prior, self.regression_rebalance)[target.argmax(dim=1)]
+        return {"regression": regression.mean() / 2,
                 "classification": color.rebalanced_cross_entropy(raw["logits"], target, self.prior, self.rebalance)}
 
     def loss(self, raw: dict[str, torch.Tensor], ab: torch.Tensor) -> torch.Tensor:

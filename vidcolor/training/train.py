@@ -56,6 +56,9 @@ class TrainConfig:
     #: then its learning rate as a share of ``lr`` (the decoder learns first, the features adapt later).
     freeze_encoder: int = 0
     encoder_lr: float = 0.1
+    #: lambda of the rebalancing that weights a regression pixel by its true colour's rarity (Zhang et
+    #: al.'s class weights applied to `lite_unet`'s ab regression): 1 leaves the loss unweighted.
+    rebalance: float = 1.0
 
     def __post_init__(self) -> None:
         # Refused here rather than deep in torch (a zero division at --steps 0, an empty
@@ -70,6 +73,7 @@ class TrainConfig:
             ("input_damage", 0.0 <= self.input_damage <= 1.0, "give a share between 0 and 1"),
             ("freeze_encoder", self.freeze_encoder >= 0, "give 0 or more steps"),
             ("encoder_lr", 0.0 <= self.encoder_lr <= 1.0, "give a share of --lr between 0 and 1"),
+            ("rebalance", 0.0 < self.rebalance <= 1.0, "give a lambda in (0, 1]; 1 weights every pixel alike"),
         )
         for name, ok, fix in rules:
             if not ok:
@@ -202,11 +206,14 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
     runtime.configure_threads()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
+    model = spec.build()
+    if cfg.rebalance < 1.0:
+        if not hasattr(model, "regression_rebalance"):
+            raise InvalidInput(f"--rebalance: {cfg.model} has no rebalanced regression; leave it out")
+        model.regression_rebalance = cfg.rebalance
     cfg.out.mkdir(parents=True, exist_ok=True)
     last, state_file = cfg.out / "last.safetensors", cfg.out / "train_state.pt"
-
     images = load_images(cfg.data, short=2 * cfg.crop, frames_per_video=cfg.frames_per_video)
-    model = spec.build()
     state = start_model(model, spec, cfg, images, last, state_file)
     step, seconds = (int(state["step"]), float(state["seconds"])) if state is not None else (0, 0.0)
     if state is not None:
@@ -285,6 +292,8 @@ def run_meta(cfg: TrainConfig, spec: ModelSpec, images: int, device) -> dict:
             "torch_threads": torch.get_num_threads(), "input_damage": cfg.input_damage, **init_meta(cfg)}
     if spec.backbone is not None:
         meta.update(backbone=spec.backbone, freeze_encoder=cfg.freeze_encoder, encoder_lr=cfg.encoder_lr)
+    if cfg.rebalance < 1.0:
+        meta.update(rebalance=cfg.rebalance)
     return meta
 
 
