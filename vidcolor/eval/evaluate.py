@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from vidcolor.errors import InvalidInput, OutputError, one_line
+from vidcolor.io.media import IMAGE_EXTS, is_image
 from vidcolor.eval.metrics import (
     AUC_MAX_THRESHOLD,
     AucAccumulator,
@@ -40,7 +41,7 @@ from vidcolor.eval.metrics import (
     ssim,
 )
 
-__all__ = ["Colorizer", "DAMAGED", "GRAY", "ORIGINAL", "IMAGE_SUFFIXES", "evaluate", "markdown_table", "open_frames"]
+__all__ = ["Colorizer", "DAMAGED", "GRAY", "ORIGINAL", "evaluate", "markdown_table", "open_frames"]
 
 Colorizer = Callable[[list[np.ndarray]], list[np.ndarray]]
 
@@ -52,7 +53,6 @@ DAMAGED = "original ab, damaged L"
 #: with ``degrade`` and ``clean``: suffixes of the rows of each colorizer's run on the clean clip, and of
 #: that run's colour on the damaged lightness (what the same colour measures as on the damaged clip)
 CLEAN, CLEAN_ON_DAMAGED = ", clean", ", clean colour on damaged L"
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 
 # (key, header, format) of the Markdown table; arrows say which way is better
 _COLUMNS = [
@@ -110,10 +110,10 @@ def _take(frames: Iterator[np.ndarray], n: int) -> Iterator[np.ndarray]:
 
 def _open_images(folder: Path) -> tuple[dict, Iterator[np.ndarray]]:
     paths = sorted(
-        (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()), key=_natural_key
+        (p for p in folder.iterdir() if is_image(p) and p.is_file()), key=_natural_key
     )
     if not paths:
-        kinds = ", ".join(sorted(IMAGE_SUFFIXES))
+        kinds = ", ".join(sorted(IMAGE_EXTS))
         raise InvalidInput(f"{folder}: no images ({kinds}) in this folder; put the colour frames there or give a video file")
 
     def frames() -> Iterator[np.ndarray]:
