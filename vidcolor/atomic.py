@@ -8,7 +8,7 @@ full disk never leaves a half-written output under the real name.
 Two temporary names: ``NAME.partial`` (weights, checkpoints), and the hidden
 ``.STEM.partial-PID.EXT`` of the videos and images (`partial_path`), whose
 writer's process id lets `sweep_stale_partials` remove the leftovers of a
-process killed with SIGKILL.
+process killed with SIGKILL. `sha256_file` checks a finished file (batch manifests, the data set).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
+import hashlib
 import os
 import pathlib
 import re
@@ -113,3 +114,12 @@ def sweep_stale_partials(dst: pathlib.Path) -> None:
         except OSError:
             continue
         p.unlink(missing_ok=True)
+
+
+def sha256_file(path: str | pathlib.Path, chunk: int = 1 << 20) -> str:
+    """The hex SHA-256 of a file, read in chunks (the file is closed afterwards)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()

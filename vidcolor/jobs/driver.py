@@ -23,7 +23,7 @@ from vidcolor.io.stages import OneStop
 from vidcolor.jobs.manifest import LOCK, MANIFEST, Manifest, source_stamp, still_valid, take_lock
 from vidcolor.jobs.plan import Item, collect_inputs, remove_partials, segment_folder
 from vidcolor.jobs.pools import LocalPool, RayPool, Task, WorkerSpec
-from vidcolor.training.common import sha256_file
+from vidcolor.atomic import sha256_file
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,7 +18,7 @@ import time
 
 from vidcolor.errors import OutputError
 from vidcolor.jobs.plan import Item
-from vidcolor.training.common import sha256_file
+from vidcolor.atomic import sha256_file
 
 MANIFEST = "vidcolor-batch.sqlite"
 LOCK = ".vidcolor-batch.lock"

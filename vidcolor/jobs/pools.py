@@ -28,7 +28,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from vidcolor.errors import InvalidInput, Interrupted, one_line
 from vidcolor.io.engine import EncodeOptions
-from vidcolor.training.common import sha256_file
+from vidcolor.atomic import sha256_file
 
 #: how often a file is tried again after its worker process died under it (per run).
 WORKER_DEATHS = 2

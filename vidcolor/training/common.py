@@ -8,7 +8,6 @@ sequences from the same files. One copy of each, here.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import pathlib
 from collections.abc import Callable
@@ -55,11 +54,3 @@ def lr_schedule(steps: int) -> Callable[[int], float]:
 
     return factor
 
-
-def sha256_file(path: str | pathlib.Path, chunk: int = 1 << 20) -> str:
-    """The hex SHA-256 of a file, read in chunks (the file is closed afterwards)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()

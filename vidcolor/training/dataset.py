@@ -37,9 +37,8 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
-from vidcolor.atomic import atomic_output
+from vidcolor.atomic import atomic_output, sha256_file
 from vidcolor.training import sources
-from vidcolor.training.common import sha256_file
 from vidcolor.training.packages import DataError, Fetcher, unpack
 from vidcolor.training.photos import (big_enough, colour_thumb, decode_image, find_duplicates, image_hash,
                                       is_grayscale, looks_like_drawing, scan_image_blobs)
