@@ -1,4 +1,4 @@
-"""What both trainers share: the training files, their downscaling, the learning-rate schedule, file hashes.
+"""What the trainers share: the training files, their downscaling, the learning-rate schedule, the step loop.
 
 `vidcolor.training.train` (per-frame models) and `vidcolor.training.train_temporal`
 (the GAN on frame pairs) read the same folders, shrink pictures the same way and
@@ -8,8 +8,10 @@ sequences from the same files. One copy of each, here.
 
 from __future__ import annotations
 
+import json
 import math
 import pathlib
+import time
 from collections.abc import Callable
 
 import cv2
@@ -54,3 +56,32 @@ def lr_schedule(steps: int) -> Callable[[int], float]:
 
     return factor
 
+
+#: steps between two lines of OUT/log.jsonl.
+LOG_EVERY = 20
+
+
+def run_steps(cfg, step: int, seconds: float, one_step: Callable[[int], tuple[dict, dict]],
+              checkpoint: Callable[[int, float], None], progress: bool = True) -> tuple[int, float]:
+    """The trainers' loop, from ``step`` to ``cfg.steps``: ``one_step(step)`` trains once and returns
+    (figures for the log, figures for the progress bar); every `LOG_EVERY` steps a JSON line goes to
+    ``cfg.out``/log.jsonl, every ``cfg.save_every`` steps and at the end ``checkpoint(step, seconds)``
+    runs. ``seconds`` counts training time only; returns the final (step, seconds)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
+    with (cfg.out / "log.jsonl").open("a") as log:
+        while step < cfg.steps:
+            t0 = time.perf_counter()
+            record, shown = one_step(step)
+            step += 1
+            seconds += time.perf_counter() - t0
+            bar.update(1)
+            bar.set_postfix(shown)
+            if step % LOG_EVERY == 0 or step == cfg.steps:
+                log.write(json.dumps({"step": step, **record, "seconds": round(seconds, 1)}) + "\n")
+                log.flush()
+            if step % cfg.save_every == 0 or step == cfg.steps:
+                checkpoint(step, seconds)
+    bar.close()
+    return step, seconds

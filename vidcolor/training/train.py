@@ -13,7 +13,6 @@ import itertools
 import json
 import math
 import pathlib
-import time
 
 import cv2
 import numpy as np
@@ -25,7 +24,7 @@ from vidcolor.models import ModelSpec, get_model
 from vidcolor.runtime import Runtime
 from vidcolor.atomic import atomic_output
 from vidcolor.io.media import is_video
-from vidcolor.training.common import lr_schedule, shrink, training_files
+from vidcolor.training.common import lr_schedule, run_steps, shrink, training_files
 
 #: the smallest training crop every network of the registry takes (larsson2016 and
 #: temporal_unet fail at 16: their deepest feature maps would be empty).
@@ -199,8 +198,6 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
     goes on from them), logs the loss to OUT/log.jsonl, returns the final weights' path.
     """
     cfg.init_path()  # a wrong --init fails before the data loads
-    from tqdm import tqdm
-
     spec = get_model(cfg.model)
     device = runtime.torch_device
     runtime.configure_threads()
@@ -228,39 +225,29 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
         sched.load_state_dict(state["scheduler"])
     meta = run_meta(cfg, spec, len(images), device)
 
-    def checkpoint():
+    def checkpoint(step: int, seconds: float) -> None:
         weights.save(model, last, {**meta, "steps": step, "seconds": round(seconds)})
         with atomic_output(state_file) as tmp:
             torch.save({"step": step, "seconds": seconds, "optimizer": opt.state_dict(),
                         "scheduler": sched.state_dict()}, tmp)
 
     damage = functools.partial(damage_luma, rng=rng, share=cfg.input_damage) if cfg.input_damage else None
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
-    with (cfg.out / "log.jsonl").open("a") as log:
-        while step < cfg.steps:
-            if encoder is not None:
-                encoder.requires_grad_(step >= cfg.freeze_encoder)
-            t0 = time.perf_counter()
-            l_in, ab = split_lab(random_batch(images, cfg.batch, cfg.crop, rng), damage)
-            l_in, ab = l_in.to(device), ab.to(device)
-            with runtime.autocast():
-                raw = model(l_in)
-            loss = model.loss(raw, ab)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            seconds += time.perf_counter() - t0
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-            if step % 20 == 0:
-                log.write(json.dumps({"step": step, "loss": loss.item(), "lr": sched.get_last_lr()[0],
-                                      "seconds": round(seconds, 1)}) + "\n")
-                log.flush()
-            if step % cfg.save_every == 0 or step == cfg.steps:
-                checkpoint()
-    bar.close()
+
+    def one_step(step: int) -> tuple[dict, dict]:
+        if encoder is not None:
+            encoder.requires_grad_(step >= cfg.freeze_encoder)
+        l_in, ab = split_lab(random_batch(images, cfg.batch, cfg.crop, rng), damage)
+        l_in, ab = l_in.to(device), ab.to(device)
+        with runtime.autocast():
+            raw = model(l_in)
+        loss = model.loss(raw, ab)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        return {"loss": loss.item(), "lr": sched.get_last_lr()[0]}, {"loss": f"{loss.item():.3f}"}
+
+    step, seconds = run_steps(cfg, step, seconds, one_step, checkpoint, progress)
     model.eval()
     return save_final(model, cfg, meta, step, seconds, calibrate_chroma_gain(model, images, cfg.crop, device,
                                                                              seed=cfg.seed))

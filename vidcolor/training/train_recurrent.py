@@ -44,8 +44,6 @@ filmed by the virtual camera, at 100 steps).
 
 from __future__ import annotations
 
-import json
-import time
 
 import cv2
 import numpy as np
@@ -53,10 +51,10 @@ import torch
 import torch.nn.functional as F
 
 from vidcolor import weights
-from vidcolor.atomic import atomic_output
+from vidcolor.atomic import atomic_output, sha256_file
 from vidcolor.models import get_model
 from vidcolor.runtime import Runtime
-from vidcolor.training.common import lr_schedule, sha256_file
+from vidcolor.training.common import lr_schedule, run_steps
 from vidcolor.training.sequences import Sources, load_sources, random_sequences
 from vidcolor.training.train import TrainConfig, init_meta, save_final, split_lab
 from vidcolor.training.train_temporal import calibrate_chroma_gain
@@ -228,8 +226,6 @@ def run_meta(cfg: TrainConfig, model, sources: Sources, device) -> dict:
 
 
 def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True):
-    from tqdm import tqdm
-
     device = runtime.torch_device
     runtime.configure_threads()
     torch.manual_seed(cfg.seed)
@@ -250,37 +246,27 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
     shots = Shots(FeaturePool(model, sources, cfg.crop, rng, device, runtime), cfg.batch)
     meta = run_meta(cfg, model, sources, device)
 
-    def checkpoint():
+    def checkpoint(step: int, seconds: float) -> None:
         weights.save(model, last, {**meta, "steps": step, "seconds": round(seconds)})
         with atomic_output(state_file) as tmp:
             torch.save({"step": step, "seconds": seconds, "optimizer": opt.state_dict(),
                         "scheduler": sched.state_dict()}, tmp)
 
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
-    with (cfg.out / "log.jsonl").open("a") as log:
-        while step < cfg.steps:
-            t0 = time.perf_counter()
-            frames = shots.frames()
-            with runtime.autocast():
-                parts, history, shots.last = shot_losses(model, frames, shots.prev, shots.last)
-            shots.prev = history.detach()
-            loss = parts["regression"] + TEMPORAL_WEIGHT * parts["temporal"]
-            if loss.requires_grad:
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            sched.step()
-            step += 1
-            seconds += time.perf_counter() - t0
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}", temporal=f"{parts['temporal'].item():.4f}")
-            if step % 20 == 0 or step == cfg.steps:
-                log.write(json.dumps({"step": step, "loss": loss.item(), **{k: v.item() for k, v in parts.items()},
-                                      "lr": sched.get_last_lr()[0], "shots_made": shots.pool.made,
-                                      "seconds": round(seconds, 1)}) + "\n")
-                log.flush()
-            if step % cfg.save_every == 0 or step == cfg.steps:
-                checkpoint()
-    bar.close()
+    def one_step(step: int) -> tuple[dict, dict]:
+        frames = shots.frames()
+        with runtime.autocast():
+            parts, history, shots.last = shot_losses(model, frames, shots.prev, shots.last)
+        shots.prev = history.detach()
+        loss = parts["regression"] + TEMPORAL_WEIGHT * parts["temporal"]
+        if loss.requires_grad:
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sched.step()
+        return ({"loss": loss.item(), **{k: v.item() for k, v in parts.items()}, "lr": sched.get_last_lr()[0],
+                 "shots_made": shots.pool.made},
+                {"loss": f"{loss.item():.4f}", "temporal": f"{parts['temporal'].item():.4f}"})
+
+    step, seconds = run_steps(cfg, step, seconds, one_step, checkpoint, progress)
     return save_final(model, cfg, meta, step, seconds,
                       calibrate_chroma_gain(model, shots.pool.sources, cfg.crop, device, seed=cfg.seed))

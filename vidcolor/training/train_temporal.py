@@ -40,18 +40,17 @@ Unlike it:
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from vidcolor import weights
-from vidcolor.atomic import atomic_output
+from vidcolor.atomic import atomic_output, sha256_file
 from vidcolor.models import get_model
 from vidcolor.models.temporal_unet import PatchDiscriminator
 from vidcolor.runtime import Runtime
-from vidcolor.training.common import lr_schedule, sha256_file
+from vidcolor.training.common import lr_schedule, run_steps
 from vidcolor.training.sequences import Sources, load_sources, random_sequences
 from vidcolor.training.train import TrainConfig, init_meta, save_final, split_lab
 
@@ -197,8 +196,6 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
     """Fit a temporal model as in the module's description; checkpoints, ``resume`` and log as
     `vidcolor.training.train.train`'s, plus OUT/last_discriminator.safetensors."""
     cfg.init_path()  # a wrong --init fails before the data loads
-    from tqdm import tqdm
-
     spec = get_model(cfg.model)
     device = runtime.torch_device
     runtime.configure_threads()
@@ -228,41 +225,33 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
     opt = Optimisers(gen, disc, cfg, state)
     meta = run_meta(cfg, sources, device)
 
-    def checkpoint():
+    def checkpoint(step: int, seconds: float) -> None:
         weights.save(gen, last, {**meta, "steps": step, "seconds": round(seconds)})
         weights.save(disc, last_d, {**meta, "steps": step})
         with atomic_output(state_file) as tmp:
             torch.save({"step": step, "seconds": seconds, **opt.state_dict()}, tmp)
 
     loss_d = torch.tensor(float("nan"))
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
-    with (cfg.out / "log.jsonl").open("a") as log:
-        while step < cfg.steps:
-            t0 = time.perf_counter()
-            # At inference the history is the model's own output, errors included: train on it too.
-            pairs, own = training_pairs(sources, cfg.batch - shots.slots, cfg.crop, rng, device), shots.batch()
-            l, prev_ab, ab = (torch.cat(parts) for parts in zip(pairs, own))
-            with runtime.autocast():
-                raw = gen(l, prev_ab)
-            fake = gen.decode(raw)
-            shots.advance(fake[cfg.batch - shots.slots:])
-            if step == 0 or (step + 1) % D_EVERY == 0:
-                loss_d = discriminator_step(disc, opt.d, runtime, l, prev_ab, fake, ab)
-            loss_g, parts = generator_step(gen, disc, features, opt.g, runtime, raw, (l, prev_ab, fake, ab))
-            opt.sched_g.step()
-            opt.sched_d.step()
-            step += 1
-            seconds += time.perf_counter() - t0
-            bar.update(1)
-            bar.set_postfix(g=f"{loss_g.item():.3f}", l1=f"{parts['l1'].item():.4f}", d=f"{loss_d.item():.3f}")
-            if step % 20 == 0 or step == cfg.steps:
-                log.write(json.dumps({"step": step, "loss": loss_g.item(),
-                                      **{k: v.item() for k, v in parts.items()}, "loss_d": loss_d.item(),
-                                      "lr": opt.sched_g.get_last_lr()[0], "seconds": round(seconds, 1)}) + "\n")
-                log.flush()
-            if step % cfg.save_every == 0 or step == cfg.steps:
-                checkpoint()
-    bar.close()
+
+    def one_step(step: int) -> tuple[dict, dict]:
+        nonlocal loss_d
+        # At inference the history is the model's own output, errors included: train on it too.
+        pairs, own = training_pairs(sources, cfg.batch - shots.slots, cfg.crop, rng, device), shots.batch()
+        l, prev_ab, ab = (torch.cat(parts) for parts in zip(pairs, own))
+        with runtime.autocast():
+            raw = gen(l, prev_ab)
+        fake = gen.decode(raw)
+        shots.advance(fake[cfg.batch - shots.slots:])
+        if step == 0 or (step + 1) % D_EVERY == 0:
+            loss_d = discriminator_step(disc, opt.d, runtime, l, prev_ab, fake, ab)
+        loss_g, parts = generator_step(gen, disc, features, opt.g, runtime, raw, (l, prev_ab, fake, ab))
+        opt.sched_g.step()
+        opt.sched_d.step()
+        return ({"loss": loss_g.item(), **{k: v.item() for k, v in parts.items()}, "loss_d": loss_d.item(),
+                 "lr": opt.sched_g.get_last_lr()[0]},
+                {"g": f"{loss_g.item():.3f}", "l1": f"{parts['l1'].item():.4f}", "d": f"{loss_d.item():.3f}"})
+
+    step, seconds = run_steps(cfg, step, seconds, one_step, checkpoint, progress)
     gen.eval()
     return save_final(gen, cfg, meta, step, seconds, calibrate_chroma_gain(gen, sources, cfg.crop, device,
                                                                            seed=cfg.seed))
