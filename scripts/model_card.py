@@ -105,7 +105,7 @@ def card(name: str, evals: list[pathlib.Path], eval_command: str | None, notes: 
     spec = get_model(name)
     path = weights.shipped_dir() / spec.weights
     meta = weights.read_metadata(path)
-    module = importlib.import_module(spec.build.__module__)
+    module = importlib.import_module(f"vidcolor.models.{spec.builder.split(':')[0]}")
     params = sum(p.numel() for p in spec.build().parameters())
     fps, threads = cpu_fps(name, path)
     # A fine-tuned run (`--init`) carries the metadata of the weights it started from: one stage each.
