@@ -124,6 +124,22 @@ def test_readme_model_table_is_current():
     assert models_markdown() in readme, "the README's model table is stale: run python -m vidcolor.docs"
 
 
+@pytest.mark.parametrize("name", [n for n in list_models() if get_model(n).weights])
+def test_model_card_quotes_its_own_network(name):
+    """A card's network section is its network module's docstring (scripts/model_card.py), not another's."""
+    import importlib
+    import inspect
+    import pathlib
+
+    card = pathlib.Path(__file__).resolve().parent.parent / "models" / f"{name}.md"
+    text = card.read_text()
+    header = "## The network (from its module's docstring)\n\n"
+    assert header in text, f"{card} has no network section: run scripts/model_card.py {name}"
+    module = importlib.import_module(f"vidcolor.models.{get_model(name).builder.split(':')[0]}")
+    first = inspect.cleandoc(module.__doc__).splitlines()[0]
+    assert text.split(header, 1)[1].startswith(first)
+
+
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 @pytest.mark.parametrize("name", [n for n in list_models() if get_model(n).weights])
 def test_reduced_precision_path_keeps_the_colour(name, dtype):
