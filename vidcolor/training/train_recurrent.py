@@ -44,7 +44,6 @@ filmed by the virtual camera, at 100 steps).
 
 from __future__ import annotations
 
-
 import cv2
 import numpy as np
 import torch
