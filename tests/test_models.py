@@ -19,6 +19,8 @@ def test_model_forward_decode_loss(name, tmp_path):
     # the registry's facts are the network's: nothing builds a network to ask them
     assert sum(p.numel() for p in model.parameters()) == spec.params
     assert (spec.temporal, spec.takes_hints) == (getattr(model, "temporal", False), getattr(model, "takes_hints", False))
+    # temporal_lite holds lite_unet's regression, but its trainer fits only the temporal head
+    assert spec.rebalances == (hasattr(model, "regression_rebalance") and not spec.temporal)
     torch.manual_seed(0)
     l = torch.rand(2, 1, 64, 48) * 100
     ab_true = (torch.rand(2, 2, 64, 48) - 0.5) * 100

@@ -90,6 +90,8 @@ def test_bad_training_options_are_a_one_line_error(capsys, tmp_path, flag, value
 def test_training_config_is_checked_for_library_callers_too(tmp_path):
     with pytest.raises(ValueError, match="--input-damage 2"):
         TrainConfig(model="iizuka2016", data=(tmp_path,), out=tmp_path / "run", input_damage=2)
+    with pytest.raises(ValueError, match="--rebalance: iizuka2016 has no rebalanced regression"):
+        TrainConfig(model="iizuka2016", data=(tmp_path,), out=tmp_path / "run", rebalance=0.9)
     # the smallest crop is one every network of the registry trains at
     TrainConfig(model="larsson2016", data=(tmp_path,), out=tmp_path / "run", crop=MIN_CROP)
 

@@ -39,6 +39,8 @@ class ModelSpec:
     takes_hints: bool = False
     #: the ImageNet encoder training starts from (`vidcolor.training.pretrained`), or None.
     backbone: str | None = None
+    #: its ab regression can weigh rare colours more (``regression_rebalance``, `vidcolor train --rebalance`).
+    rebalances: bool = False
 
     def build(self, **kw):
         """A new network (a torch.nn.Module) with freshly initialized weights."""
@@ -89,7 +91,7 @@ _MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
                       "hue/chroma histograms: median chroma, circular-mean hue",
               builder="larsson2016:larsson2016_hc"),
     ModelSpec("lite_unet", params=4_975_368, working_size=224, weights="lite_unet.safetensors",
-              backbone="efficientnet-lite0",
+              backbone="efficientnet-lite0", rebalances=True,
               summary="U-Net decoder on an ImageNet-pretrained EfficientNet-Lite0 encoder (Apache-2.0 weights), "
                       "ab regression + rebalanced ab-bin classification heads",
               builder="lite_unet:lite_unet"),

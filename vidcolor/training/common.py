@@ -1,4 +1,5 @@
-"""What the trainers share: the training files, their downscaling, the learning-rate schedule, the step loop.
+"""What the trainers share: the training files, their downscaling, the learning-rate schedule, the step
+loop and its checkpoints.
 
 `vidcolor.training.train` (per-frame models) and `vidcolor.training.train_temporal`
 (the GAN on frame pairs) read the same folders, shrink pictures the same way and
@@ -16,7 +17,10 @@ from collections.abc import Callable
 
 import cv2
 import numpy as np
+import torch
 
+from vidcolor import weights
+from vidcolor.atomic import atomic_output
 from vidcolor.errors import InvalidInput
 from vidcolor.io.media import is_image, is_video
 
@@ -85,3 +89,23 @@ def run_steps(cfg, step: int, seconds: float, one_step: Callable[[int], tuple[di
                 checkpoint(step, seconds)
     bar.close()
     return step, seconds
+
+
+def checkpoint_files(out: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+    """A run's checkpoint in ``out``: its last weights and its training state (step, seconds, optimizers)."""
+    return out / "last.safetensors", out / "train_state.pt"
+
+
+def read_state(state_file: pathlib.Path) -> dict:
+    """The training state of a checkpoint (tensors and numbers only: nothing is unpickled)."""
+    return torch.load(state_file, map_location="cpu", weights_only=True)
+
+
+def write_checkpoint(model: torch.nn.Module, out: pathlib.Path, meta: dict, step: int, seconds: float,
+                     state: dict) -> None:
+    """``model``'s weights (``meta`` with the steps and seconds so far), then ``state`` with the step and
+    seconds, into `checkpoint_files`; each file is written whole or not at all, the state last."""
+    last, state_file = checkpoint_files(out)
+    weights.save(model, last, {**meta, "steps": step, "seconds": round(seconds)})
+    with atomic_output(state_file) as tmp:
+        torch.save({"step": step, "seconds": seconds, **state}, tmp)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import pathlib
 
-from vidcolor.errors import InvalidInput
 from vidcolor.models import get_model
 from vidcolor.runtime import Runtime
 from vidcolor.training import train, train_recurrent, train_temporal
@@ -24,8 +23,6 @@ def fit(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True) -
     """Train ``cfg.model`` with its trainer; the path of the final weights."""
     spec = get_model(cfg.model)
     if spec.temporal:
-        if cfg.rebalance < 1.0:
-            raise InvalidInput(f"--rebalance: {cfg.model}'s trainer has no rebalanced regression; leave it out")
         trainer = train_recurrent.train if spec.backbone is not None else train_temporal.train
     else:
         trainer = train.train

@@ -22,9 +22,9 @@ from vidcolor import color, weights
 from vidcolor.errors import InvalidInput
 from vidcolor.models import ModelSpec, get_model
 from vidcolor.runtime import Runtime
-from vidcolor.atomic import atomic_output
 from vidcolor.io.media import is_video
-from vidcolor.training.common import lr_schedule, run_steps, shrink, training_files
+from vidcolor.training.common import (checkpoint_files, lr_schedule, read_state, run_steps, shrink, training_files,
+                                      write_checkpoint)
 
 #: the smallest training crop every network of the registry takes (larsson2016 and
 #: temporal_unet fail at 16: their deepest feature maps would be empty).
@@ -77,6 +77,8 @@ class TrainConfig:
         for name, ok, fix in rules:
             if not ok:
                 raise InvalidInput(f"--{name.replace('_', '-')} {getattr(self, name)}: {fix}")
+        if self.rebalance < 1.0 and not get_model(self.model).rebalances:
+            raise InvalidInput(f"--rebalance: {self.model} has no rebalanced regression; leave it out")
 
     def init_path(self) -> pathlib.Path | None:
         """The weights file ``init`` names (checked to exist), or None."""
@@ -204,12 +206,10 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model = spec.build()
-    if cfg.rebalance < 1.0:
-        if not hasattr(model, "regression_rebalance"):
-            raise InvalidInput(f"--rebalance: {cfg.model} has no rebalanced regression; leave it out")
+    if spec.rebalances:  # other models refuse --rebalance (`TrainConfig`)
         model.regression_rebalance = cfg.rebalance
     cfg.out.mkdir(parents=True, exist_ok=True)
-    last, state_file = cfg.out / "last.safetensors", cfg.out / "train_state.pt"
+    last, state_file = checkpoint_files(cfg.out)
     images = load_images(cfg.data, short=2 * cfg.crop, frames_per_video=cfg.frames_per_video)
     state = start_model(model, spec, cfg, images, last, state_file)
     step, seconds = (int(state["step"]), float(state["seconds"])) if state is not None else (0, 0.0)
@@ -226,10 +226,8 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
     meta = run_meta(cfg, spec, len(images), device)
 
     def checkpoint(step: int, seconds: float) -> None:
-        weights.save(model, last, {**meta, "steps": step, "seconds": round(seconds)})
-        with atomic_output(state_file) as tmp:
-            torch.save({"step": step, "seconds": seconds, "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict()}, tmp)
+        write_checkpoint(model, cfg.out, meta, step, seconds,
+                         {"optimizer": opt.state_dict(), "scheduler": sched.state_dict()})
 
     damage = functools.partial(damage_luma, rng=rng, share=cfg.input_damage) if cfg.input_damage else None
 
@@ -259,7 +257,7 @@ def start_model(model: torch.nn.Module, spec: ModelSpec, cfg: TrainConfig, image
     weights, else ImageNet's encoder (if the model has one) and the images' colour prior (None returned)."""
     if cfg.resume and last.is_file() and state_file.is_file():
         weights.load_into(model, last, cfg.model)
-        return torch.load(state_file, map_location="cpu", weights_only=True)
+        return read_state(state_file)
     if cfg.init is not None:
         weights.load_into(model, cfg.init_path(), cfg.model)  # zhang2016's bin prior comes with them
         return None

@@ -50,10 +50,10 @@ import torch
 import torch.nn.functional as F
 
 from vidcolor import weights
-from vidcolor.atomic import atomic_output, sha256_file
+from vidcolor.atomic import sha256_file
 from vidcolor.models import get_model
 from vidcolor.runtime import Runtime
-from vidcolor.training.common import lr_schedule, run_steps
+from vidcolor.training.common import checkpoint_files, lr_schedule, read_state, run_steps, write_checkpoint
 from vidcolor.training.sequences import Sources, load_sources, random_sequences
 from vidcolor.training.train import TrainConfig, init_meta, save_final, split_lab
 from vidcolor.training.train_temporal import calibrate_chroma_gain
@@ -205,7 +205,7 @@ def start(model, cfg: TrainConfig, last, state_file) -> tuple[int, float, dict |
     """Load the run's starting weights: a checkpoint (--resume), --init, or the per-frame model's."""
     if cfg.resume and last.is_file() and state_file.is_file():
         weights.load_into(model, last, cfg.model)
-        state = torch.load(state_file, map_location="cpu", weights_only=True)
+        state = read_state(state_file)
         return int(state["step"]), float(state["seconds"]), state
     if cfg.init is not None:
         weights.load_into(model, cfg.init_path(), cfg.model)
@@ -229,7 +229,7 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
     runtime.configure_threads()
     torch.manual_seed(cfg.seed)
     cfg.out.mkdir(parents=True, exist_ok=True)
-    last, state_file = cfg.out / "last.safetensors", cfg.out / "train_state.pt"
+    last, state_file = checkpoint_files(cfg.out)
     sources = load_sources(cfg.data, short=2 * cfg.crop, frames_per_video=cfg.frames_per_video)
     model = get_model(cfg.model).build()
     step, seconds, state = start(model, cfg, last, state_file)
@@ -246,10 +246,8 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
     meta = run_meta(cfg, model, sources, device)
 
     def checkpoint(step: int, seconds: float) -> None:
-        weights.save(model, last, {**meta, "steps": step, "seconds": round(seconds)})
-        with atomic_output(state_file) as tmp:
-            torch.save({"step": step, "seconds": seconds, "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict()}, tmp)
+        write_checkpoint(model, cfg.out, meta, step, seconds,
+                         {"optimizer": opt.state_dict(), "scheduler": sched.state_dict()})
 
     def one_step(step: int) -> tuple[dict, dict]:
         frames = shots.frames()

@@ -46,11 +46,11 @@ import torch
 import torch.nn.functional as F
 
 from vidcolor import weights
-from vidcolor.atomic import atomic_output, sha256_file
+from vidcolor.atomic import sha256_file
 from vidcolor.models import get_model
 from vidcolor.models.temporal_unet import PatchDiscriminator
 from vidcolor.runtime import Runtime
-from vidcolor.training.common import lr_schedule, run_steps
+from vidcolor.training.common import checkpoint_files, lr_schedule, read_state, run_steps, write_checkpoint
 from vidcolor.training.sequences import Sources, load_sources, random_sequences
 from vidcolor.training.train import TrainConfig, init_meta, save_final, split_lab
 
@@ -202,8 +202,7 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     cfg.out.mkdir(parents=True, exist_ok=True)
-    last, last_d = cfg.out / "last.safetensors", cfg.out / "last_discriminator.safetensors"
-    state_file = cfg.out / "train_state.pt"
+    (last, state_file), last_d = checkpoint_files(cfg.out), cfg.out / "last_discriminator.safetensors"
 
     sources = load_sources(cfg.data, short=2 * cfg.crop, frames_per_video=cfg.frames_per_video)
     gen, disc = spec.build(), PatchDiscriminator()
@@ -213,7 +212,7 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
     if cfg.resume and last.is_file() and last_d.is_file() and state_file.is_file():
         weights.load_into(gen, last, cfg.model)
         weights.load_into(disc, last_d, f"{cfg.model} discriminator")
-        state = torch.load(state_file, map_location="cpu", weights_only=True)
+        state = read_state(state_file)
         step, seconds = int(state["step"]), float(state["seconds"])
         rng = np.random.default_rng([cfg.seed, step])
     elif cfg.init is not None:
@@ -226,10 +225,8 @@ def train(cfg: TrainConfig, runtime: Runtime = Runtime(), progress: bool = True)
     meta = run_meta(cfg, sources, device)
 
     def checkpoint(step: int, seconds: float) -> None:
-        weights.save(gen, last, {**meta, "steps": step, "seconds": round(seconds)})
         weights.save(disc, last_d, {**meta, "steps": step})
-        with atomic_output(state_file) as tmp:
-            torch.save({"step": step, "seconds": seconds, **opt.state_dict()}, tmp)
+        write_checkpoint(gen, cfg.out, meta, step, seconds, opt.state_dict())
 
     loss_d = torch.tensor(float("nan"))
 
