@@ -52,7 +52,8 @@ def main() -> None:
     colorizer = Colorizer(network=Network.load("lite_unet", runtime=Runtime(device="cpu", batch=8)))
     paths = sorted(p for p in args.photos.iterdir() if is_image(p))
     feats = torch.stack([global_feature(colorizer.model, load_reference(p)) for p in paths])
-    print("| clip | photo | similarity | PSNR gain dB | hue share | gain |\n|---|---|---:|---:|---:|---:|")
+    print("| clip | photo | similarity | PSNR gain dB | hue share | gain | gain over steadied |\n"
+          "|---|---|---:|---:|---:|---:|---:|")
     summary = []
     with tempfile.TemporaryDirectory() as tmp:
         for clip in CLIPS:
@@ -67,7 +68,7 @@ def main() -> None:
                 row = next(r for r in result["rows"] if "gain_hue" in r)
                 gains.append(row["gain_hue"])
                 print(f"| {clip} | {paths[i].name} | {float(sims[i]):.3f} | {row['gain_psnr']:+.2f} | "
-                      f"{row['hue_share']:.3f} | {row['gain_hue']:+.3f} |", flush=True)
+                      f"{row['hue_share']:.3f} | {row['gain_hue']:+.3f} | {row['gain_hue_steadied']:+.3f} |", flush=True)
             summary.append(f"{clip}: hue share raised by {sum(g > 0 for g in gains)} of {len(gains)} photos, "
                            f"median change {np.median(gains):+.3f}")
     print("\n" + "\n".join(summary))

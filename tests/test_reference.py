@@ -14,7 +14,8 @@ import torch
 
 from vidcolor.errors import InvalidInput
 from vidcolor.colorizer import colorize_clip
-from vidcolor.temporal.reference import MIN_MATCH, FeatureExtractor, ReferenceGuide, ReferenceTrack, ReferenceWarning, load_reference
+from vidcolor.temporal.reference import (MIN_MATCH, FeatureExtractor, Reference, ReferenceGuide, ReferenceTrack,
+                                        ReferenceWarning, load_reference)
 
 
 def colour_scene(n: int, h: int = 96, w: int = 128, step: int = 2, seed: int = 0, start: int = 0) -> list[np.ndarray]:
@@ -149,6 +150,29 @@ def test_a_reference_that_matches_nothing_is_a_warning_not_used():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert ReferenceGuide.plan(np.array([[0.2, 0.9, 0.6, 0.7]]), [False, False, True, False]) == {0: (0, 1)}
+
+
+def test_the_model_colour_as_a_label_sends_each_place_to_its_own_kind():
+    """Features that cannot tell two places of a photo apart (here identical) give each frame position the
+    mean of their colours; the model's colour of both pictures (the label) sends each to the place the
+    model colours alike, and leaves its confidence whole."""
+    feats = torch.nn.functional.normalize(torch.ones(4, 8, 16), dim=0)
+    ref = Reference("photo", np.zeros((8, 16, 3), np.uint8), np.full((8, 16), 0.5, np.float32),
+                    np.zeros((2, 8, 16), np.float32), feats[:, :1, :2].clone(),
+                    torch.tensor([[[40.0, 0.0]], [[0.0, 40.0]]]), aligned=False,
+                    label_small=torch.tensor([[[30.0, 0.0]], [[0.0, 30.0]]]))
+    y = np.full((64, 128), 0.5, np.float32)
+    label = np.zeros((2, 64, 128), np.float32)
+    label[1, :, :64] = 30.0   # the left half looks to the model like the photo's second place
+    label[0, :, 64:] = 30.0   # the right half like its first
+    guide = ReferenceGuide(features=None)
+    ab, conf = guide.transfer(y, feats, ref)
+    assert np.allclose(ab[:, 32, 16], [20, 20], atol=0.5) and np.allclose(ab[:, 32, 112], [20, 20], atol=0.5)
+    ab, conf_l = guide.transfer(y, feats, ref, label)
+    assert np.allclose(ab[:, 32, 16], [0, 40], atol=1) and np.allclose(ab[:, 32, 112], [40, 0], atol=1), ab[:, 32]
+    assert np.allclose(conf_l, conf)
+    assert np.allclose(ReferenceGuide(features=None, label_weight=0).transfer(y, feats, ref, label)[0][:, 32, 16],
+                       [20, 20], atol=0.5)
 
 
 def test_unreadable_reference_is_one_line_naming_the_file(tmp_path):
@@ -392,6 +416,7 @@ def test_eval_reference_photo_of_another_framing_raises_the_hue_share(capsys, tm
     ref = rows["lite_unet+reference"]
     assert report["photo"] == str(photo) and ref["served"] == 6
     assert ref["gain_hue"] > 0.1 and ref["hue_share"] > rows["lite_unet"]["hue_share"], ref
+    assert ref["gain_hue_steadied"] > 0.1 and ref["hue_share"] > rows["lite_unet+stabilize"]["hue_share"], ref
     assert "| clip | photo.png | lite_unet+reference | 6 |" in (tmp_path / "eval" / "photo.md").read_text()
     # one photo per source, or one line saying so
     rc, err = vidcolor(capsys, "eval", src, src, "--reference-photo", photo, "--out", tmp_path / "eval2", "--quiet")

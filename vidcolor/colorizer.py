@@ -182,8 +182,15 @@ class Colorizer:
         twin = self.fresh()
         twin.stabilizer = None  # the reference track steadies the model's colour itself
         twin.reference = ReferenceTrack(references, FeatureExtractor(self.model, self.device), names=names,
-                                        pinned=pinned)
+                                        pinned=pinned, predict=twin.label_ab)
         return twin
+
+    @torch.inference_mode()
+    def label_ab(self, y: np.ndarray) -> np.ndarray:
+        """The network's ab (N,2,h,w) of working-size luma ``y`` (N,h,w) in 0..1, no hints: the colour
+        the reference track compares between a frame and a reference (`ReferenceGuide.transfer`)."""
+        l = color.gray_to_l(torch.from_numpy(np.asarray(y, np.float32))[:, None].to(self.device))
+        return (self._network(l, ()) * self.gain).to("cpu", torch.float32).numpy()
 
     def plan_reference(self, read, warn: bool = True) -> None:
         """Find the shots the references serve and carry their colour backward (`ReferenceTrack`).

@@ -150,14 +150,17 @@ def evaluate_reference(source: Path, models: dict, out_dir: Path, *, at: str = "
 
 def evaluate_photo_reference(source: Path, photo: Path, models: dict, out_dir: Path, *, batch: int = 8,
                              max_frames: int | None = 100, progress: bool = True) -> dict:
-    """Score ``models`` on ``source`` alone and with ``photo`` (a colour picture of a similar scene, not
-    of the clip) as the reference of its first shot. Rows gain ``gain_psnr`` and ``gain_hue`` (the hue
-    share's rise over the model alone, the issue's target) and ``served`` (the frames it served)."""
+    """Score ``models`` on ``source`` alone, steadied, and with ``photo`` (a colour picture of a similar scene,
+    not of the clip) as the reference of its first shot. Rows gain ``gain_psnr`` and ``gain_hue`` (the hue
+    share's rise over the model alone, the issue's target), ``gain_hue_steadied`` (over ``+stabilize``: with a
+    reference, frames it does not serve are steadied, so this is the photo's own share of the rise) and
+    ``served`` (the frames it served)."""
     frames = _clip_frames(source, max_frames)
     picture = load_reference(photo)
     runs, twins = {}, {}
     for name, c in models.items():
         runs[name] = c.fresh().colorize_rgb
+        runs[f"{name}+stabilize"] = c.stabilized().colorize_rgb
         runs[name + REFERENCE], twins[name] = _referenced(c, frames, None, batch, picture, Path(photo).name)
     result = evaluate(Path(source), runs, Path(out_dir), batch=batch, max_frames=max_frames, progress=progress)
     by_name = {row["name"]: row for row in result["rows"]}
@@ -165,6 +168,7 @@ def evaluate_photo_reference(source: Path, photo: Path, models: dict, out_dir: P
         base, ref = by_name[name], by_name[name + REFERENCE]
         ref["gain_psnr"] = ref["psnr"] - base["psnr"]
         ref["gain_hue"] = ref["hue_share"] - base["hue_share"]
+        ref["gain_hue_steadied"] = ref["hue_share"] - by_name[f"{name}+stabilize"]["hue_share"]
         ref["served"] = sum(sv.end - sv.start for sv in twin.reference.served)
     result["photo"] = str(photo)
     write_atomically(Path(out_dir) / f"{result['name']}-photo.json", _json(result, None))
@@ -173,15 +177,16 @@ def evaluate_photo_reference(source: Path, photo: Path, models: dict, out_dir: P
 
 def photo_table(results: list[dict]) -> str:
     """A Markdown table of the photo-reference rows: PSNR, hue share and colourfulness, with and without."""
-    lines = ["| clip | photo | colorizer | frames served | PSNR dB | gain | hue ≤45° | gain | colourful. ratio |",
-             "|" + "---|" * 9]
+    lines = ["| clip | photo | colorizer | frames served | PSNR dB | gain | hue ≤45° | gain | gain over steadied | "
+             "colourful. ratio |", "|" + "---|" * 10]
     for r in results:
         for row in r["rows"]:
             if row["name"] in ("gray", "original"):
                 continue
-            gains = [f"{row[k]:+.2f}" if k in row else "" for k in ("gain_psnr", "gain_hue")]
+            gains = [f"{row[k]:+.{d}f}" if k in row else ""
+                     for k, d in (("gain_psnr", 2), ("gain_hue", 3), ("gain_hue_steadied", 3))]
             lines.append(f"| {r['name']} | {Path(r['photo']).name} | {row['name']} | {row.get('served', '')} | "
-                         f"{row['psnr']:.2f} | {gains[0]} | {row['hue_share']:.3f} | {gains[1]} | "
+                         f"{row['psnr']:.2f} | {gains[0]} | {row['hue_share']:.3f} | {gains[1]} | {gains[2]} | "
                          f"{row['colourfulness_ratio']:.3f} |")
     return "\n".join(lines)
 

@@ -9,7 +9,13 @@ wants that colour through the shot. Three sources are blended per pixel:
   encoder, its stride-8 and stride-16 taps), a softmax over the reference's
   positions weighting the reference's ab, and a confidence from the best
   similarity. It finds colour for objects that moved far, or in a photo of
-  the same scene;
+  the same scene. For a photo of another place (one that matches no frame
+  of its shot closely, `Served.elsewhere`) features alone match by texture
+  and layout (a striped shade to a portrait's background), so the model's
+  own colour of both pictures serves as a label: positions the model
+  colours far apart are less similar, and the photo lends its colours only
+  to what the model takes for the same kind of thing (its grass to the
+  film's grass). A coloured frame of the shot is matched on features alone;
 * propagation along optical flow (the `Stabilizer`'s DIS flows and
   confidence): from the matched frame forward and backward through the
   shot, and at the matched frame itself from the reference when it is a
@@ -40,6 +46,7 @@ import contextlib
 import math
 import pathlib
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -63,6 +70,9 @@ MAX_LOOKAHEAD = 600
 TEMPERATURE = 0.01
 #: the best cosine similarity below which the transfer is not trusted at all, and above which fully.
 SIM_LOW, SIM_HIGH = 0.45, 0.8
+#: the similarity lost by two positions whose model colours differ by much more than LABEL_SIGMA (Lab ab):
+#: LABEL_WEIGHT * (1 - exp(-d² / 2σ²)) (benchmarks/results/reference.md, "the model's colour as a label").
+LABEL_WEIGHT, LABEL_SIGMA = 0.3, 10.0
 #: the share of the carried field kept per frame of propagation (it fades to the transfer far away).
 DECAY = 0.995
 #: a reference whose best frame matches worse than this serves no shot (a warning says so); pictures of
@@ -203,6 +213,7 @@ class Reference:
     ab_small: torch.Tensor = field(repr=False)        # (2, h/8, w/8)
     aligned: bool = True                              # same aspect as the frames
     frame: int | None = None                          # pinned frame (--reference-frame)
+    label_small: torch.Tensor | None = field(default=None, repr=False)  # (2, h/8, w/8) the model's ab of its luma
 
     @classmethod
     def prepare(cls, rgb: np.ndarray, size: tuple[int, int], features: FeatureExtractor,
@@ -277,7 +288,8 @@ class ReferenceGuide:
 
     def __init__(self, features: FeatureExtractor, stabilizer=None, *, alpha: float | None = None,
                  temperature: float = TEMPERATURE, sim_range: tuple[float, float] = (SIM_LOW, SIM_HIGH),
-                 decay: float = DECAY, blur: float = 3.0):
+                 decay: float = DECAY, blur: float = 3.0, label_weight: float = LABEL_WEIGHT,
+                 label_sigma: float = LABEL_SIGMA):
         self.features = features
         self.stabilizer = stabilizer if stabilizer is not None else Stabilizer(detector=None, deflicker=False)
         self.alpha = DEFAULT_ALPHA if alpha is None else float(alpha)
@@ -285,6 +297,7 @@ class ReferenceGuide:
         self.sim_range = tuple(float(v) for v in sim_range)
         self.decay = float(decay)
         self.blur = float(blur)
+        self.label_weight, self.label_sigma = float(label_weight), float(label_sigma)
 
     # ---- the pieces, per frame -------------------------------------------------
 
@@ -298,12 +311,18 @@ class ReferenceGuide:
         return np.stack([cv2.remap(np.ascontiguousarray(p), map_x, map_y, cv2.INTER_LINEAR,
                                    borderMode=cv2.BORDER_REPLICATE) for p in planes])
 
-    def transfer(self, y: np.ndarray, feats: torch.Tensor, ref: Reference) -> tuple[np.ndarray, np.ndarray]:
-        """Non-local transfer: (ab (2,h,w), confidence (h,w)) for a frame of luma ``y`` at the working size."""
+    def transfer(self, y: np.ndarray, feats: torch.Tensor, ref: Reference,
+                 label: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Non-local transfer: (ab (2,h,w), confidence (h,w)) for a frame of luma ``y`` at the working size;
+        ``label``: the model's ab (2,h,w) of the frame, compared with the reference's (`label_distance`)."""
         c, fh, fw = feats.shape
         f = feats.reshape(c, -1).T                       # (P, C)
         r = ref.feats.reshape(ref.feats.shape[0], -1)     # (C, Q)
         sim = f @ r                                       # (P, Q) cosine similarities
+        if label is not None and ref.label_small is not None and self.label_weight > 0:
+            mine = F.interpolate(torch.from_numpy(np.ascontiguousarray(label, np.float32))[None], size=(fh, fw),
+                                 mode="area")[0]
+            sim = sim - self.label_weight * self.label_distance(mine, ref.label_small)
         best = sim.max(dim=1).values
         weights = torch.softmax(sim / self.temperature, dim=1)
         ab = (weights @ ref.ab_small.reshape(2, -1).T).T.reshape(2, fh, fw).numpy()
@@ -316,10 +335,17 @@ class ReferenceGuide:
         ab = guided_filter(y, ab, radius=6, eps=1e-3)
         return ab.astype(np.float32), np.clip(conf, 0.0, 1.0).astype(np.float32)
 
-    def anchor(self, y: np.ndarray, feats: torch.Tensor, ref: Reference) -> tuple[np.ndarray, np.ndarray]:
+    def label_distance(self, mine: torch.Tensor, theirs: torch.Tensor) -> torch.Tensor:
+        """(P, Q): 1 - exp(-d² / 2σ²), d the distance between the model's ab at each of the frame's feature
+        positions (``mine`` (2, fh, fw)) and at each of the reference's (``theirs`` (2, rh, rw))."""
+        d2 = torch.cdist(mine.reshape(2, -1).T, theirs.reshape(2, -1).T) ** 2
+        return 1.0 - torch.exp(-d2 / (2.0 * self.label_sigma ** 2))
+
+    def anchor(self, y: np.ndarray, feats: torch.Tensor, ref: Reference,
+               label: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The reference's colour at the frame it serves: laid over it along flow where it is a coloured
         copy of that frame (lumas agree after the flow), the non-local transfer elsewhere."""
-        ab_nl, c_nl = self.transfer(y, feats, ref)
+        ab_nl, c_nl = self.transfer(y, feats, ref, label)
         if not ref.aligned:
             return ab_nl, c_nl
         ref_y = ref.y if ref.y.shape == y.shape else cv2.resize(ref.y, y.shape[::-1], interpolation=cv2.INTER_AREA)
@@ -336,12 +362,13 @@ class ReferenceGuide:
         ab = (ab_w * c_w + ab_nl * c_nl) / np.maximum(total, 1e-6)
         return ab.astype(np.float32), total.astype(np.float32)
 
-    def carry(self, field_prev, geometry, y: np.ndarray, feats: torch.Tensor, ref: Reference):
+    def carry(self, field_prev, geometry, y: np.ndarray, feats: torch.Tensor, ref: Reference,
+              label: np.ndarray | None = None):
         """The reference's field (ab, confidence) at a frame from its neighbour's, along ``geometry``."""
         ab_prev, c_prev = field_prev
         ab_w = self.warp(ab_prev, geometry)
         c_w = self.warp(c_prev[None], geometry)[0] * geometry[2] * np.float32(self.decay)
-        ab_nl, c_nl = self.transfer(y, feats, ref)
+        ab_nl, c_nl = self.transfer(y, feats, ref, label)
         return self.combine(ab_w, c_w, ab_nl, c_nl)
 
     def blend(self, y: np.ndarray, fresh: np.ndarray, field_, carried: np.ndarray | None, geometry) -> np.ndarray:
@@ -407,12 +434,20 @@ class ReferenceGuide:
 
 @dataclass
 class Served:
-    """A shot a reference serves: frames ``start`` .. ``end`` - 1, from its matched frame ``frame``."""
+    """A shot a reference serves: frames ``start`` .. ``end`` - 1, from its matched frame ``frame``;
+    ``score``: its best match with a frame of the shot."""
 
     ref: int
     start: int
     end: int
     frame: int
+    score: float = 1.0
+
+    @property
+    def elsewhere(self) -> bool:
+        """A picture of another place (it matches no frame of its shot well enough to be placed by content,
+        it was pinned): features alone would match it by texture, so the model's colour labels match too."""
+        return self.score < MIN_MATCH
 
 
 class ReferenceTrack:
@@ -424,15 +459,20 @@ class ReferenceTrack:
        matched frame to its shot's start (at most ``MAX_LOOKAHEAD`` frames before it), kept in float16.
     3. `run` (while colouring, in display order): the anchor at a matched frame, the fields carried
        forward after it, and the blend with the model's prediction, steadied along the motion.
+
+    ``predict``: the model's ab (N,2,h,w) of working-size luma (N,h,w), for the references' labels and the
+    backward read's frames (`ReferenceGuide.transfer`); without it features alone match.
     """
 
     def __init__(self, references: list[np.ndarray], features: FeatureExtractor, *, names: list[str] | None = None,
-                 pinned: list[int | None] | None = None, guide: ReferenceGuide | None = None):
+                 pinned: list[int | None] | None = None, guide: ReferenceGuide | None = None,
+                 predict: Callable[[np.ndarray], np.ndarray] | None = None):
         self.sources = [np.asarray(r) for r in references]
         self.names = list(names) if names else [f"reference {i + 1}" for i in range(len(self.sources))]
         self.pinned = list(pinned) if pinned else [None] * len(self.sources)
         self.features = features
         self.guide = guide or ReferenceGuide(features)
+        self.predict = predict
         self.refs: list[Reference] = []
         self.size: tuple[int, int] | None = None
         self.served: list[Served] = []
@@ -449,6 +489,10 @@ class ReferenceTrack:
         self.size = size
         self.refs = [Reference.prepare(rgb, size, self.features, name, pin, warn=warn)
                      for rgb, name, pin in zip(self.sources, self.names, self.pinned)]
+        if self.predict is not None:
+            for ref in self.refs:
+                label = torch.from_numpy(np.asarray(self.predict(ref.y[None]), np.float32))
+                ref.label_small = F.interpolate(label, size=ref.feats.shape[-2:], mode="area")[0]
         # matching on a quarter of the working size: a sixteenth of the encoder's cost there, enough to tell shots
         self._coarse = (max(16, size[0] // COARSE), max(16, size[1] // COARSE))
         self._coarse_feats = []
@@ -480,7 +524,10 @@ class ReferenceTrack:
         plan = ReferenceGuide.plan(np.array(scores).reshape(len(self.sources), n), cuts, self.pinned, self.names,
                                    warn=warn, usable=[not ref.gray for ref in self.refs])
         ends = starts[1:] + [n]
-        self.served = [Served(r, s, ends[starts.index(s)], m) for s, (r, m) in sorted(plan.items())]
+        self.served = []
+        for s, (r, m) in sorted(plan.items()):
+            e = ends[starts.index(s)]
+            self.served.append(Served(r, s, e, m, max(scores[r][s:e])))
         self.scores = scores
         return self.served
 
@@ -515,10 +562,13 @@ class ReferenceTrack:
         ref = self.refs[sv.ref]
         feats = [self.features(torch.from_numpy(np.stack(ys[i:i + 8]))[:, None]) for i in range(0, len(ys), 8)]
         feats = list(torch.cat(feats))
+        labels = [None] * len(ys)
+        if self.predict is not None and sv.elsewhere:
+            labels = [a for i in range(0, len(ys), 8) for a in np.asarray(self.predict(np.stack(ys[i:i + 8])))]
         m = len(ys) - 1
-        field_ = self.guide.anchor(ys[m], feats[m], ref)
+        field_ = self.guide.anchor(ys[m], feats[m], ref, labels[m])
         for t in range(m - 1, -1, -1):
-            field_ = self.guide.carry(field_, self.guide.motion(ys[t + 1], ys[t]), ys[t], feats[t], ref)
+            field_ = self.guide.carry(field_, self.guide.motion(ys[t + 1], ys[t]), ys[t], feats[t], ref, labels[t])
             self.backward[lo + t] = (field_[0].astype(np.float16), field_[1].astype(np.float16))
 
     def served_at(self, frame: int) -> Served | None:
@@ -545,15 +595,16 @@ class ReferenceTrack:
             field_ = None
             if sv is not None and self.refs:
                 ref = self.refs[sv.ref]
+                label = ab if sv.elsewhere else None
                 if t == sv.frame:
-                    field_ = self.guide.anchor(y, f, ref)
+                    field_ = self.guide.anchor(y, f, ref, label)
                 elif t > sv.frame and prev is not None and prev[3] is not None:
-                    field_ = self.guide.carry(prev[3], g, y, f, ref)
+                    field_ = self.guide.carry(prev[3], g, y, f, ref, label)
                 elif t in self.backward:  # kept: a front end with random access colours a shot again
                     a, c = self.backward[t]
                     field_ = (a.astype(np.float32), c.astype(np.float32))
                 else:  # beyond the lookahead window (or after a seek): the transfer alone
-                    field_ = self.guide.transfer(y, f, ref)
+                    field_ = self.guide.transfer(y, f, ref, label)
             result = self.guide.blend(y, ab, field_, prev[2] if prev is not None else None, g)
             self._prev = (t, y, result, field_)
             out.append(result)
