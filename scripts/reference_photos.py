@@ -3,8 +3,9 @@
 Rows: one evaluation clip each. Columns: the photo given as the reference, the grayscale frame,
 the default model alone, the model with the photo as the reference of the shot (as
 `vidcolor clip --reference photo.jpg --reference-frame 0` colours it), the colour original.
-The photos are training photos of the project's data set, picked by eye among the eight nearest
-to the clip by the encoder's global feature; the scores are `vidcolor eval --reference-photo`'s
+The photos are training photos of the project's data set, picked by eye (bikes, carphone and tree
+among the eight nearest to the clip by the encoder's global feature; vtest among the photos with
+the most green in their lower half); the scores are `vidcolor eval --reference-photo`'s
 (benchmarks/results/reference.md).
 
     python scripts/reference_photos.py [--data data/eval] [--photos data/train] [--out docs/reference_photos.png]
@@ -29,8 +30,8 @@ from contact_sheet import label
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 #: clip -> (photo, the frame shown)
-PAIRS = {"bikes.mp4": ("aibench-0113.jpg", 20), "carphone_pristine.mp4": ("mahotas-0001.jpg", 60),
-         "tree.avi": ("tuxtemplates-0012.jpg", 30), "vtest.avi": ("aibench-0103.jpg", 60)}
+PAIRS = {"bikes.mp4": ("aibench-0113.jpg", 20), "carphone_pristine.mp4": ("kphotoalbum-0012.jpg", 60),
+         "tree.avi": ("tuxtemplates-0012.jpg", 30), "vtest.avi": ("foolbox-0006.jpg", 60)}
 
 
 def first_frames(path: pathlib.Path, count: int) -> list[np.ndarray]:
