@@ -9,17 +9,27 @@ decoder upsamples it back to stride 2, each level concatenating the
 encoder's skip of the same stride (Ronneberger et al.'s U-Net).
 
 Two heads at stride 2, trained together:
-* ab regression (smooth L1 on ab / 110), the result by default: the
-  conditional median tends to a plausible colour without the bins' speckle;
+* ab regression (smooth L1 on ab / 110): the conditional median tends to a
+  plausible colour without the bins' speckle, but muted where unsure;
 * a distribution over the in-gamut ab bins of grid 10 with Zhang et al.'s
   rebalanced cross-entropy (lambda 0.5), decoded by the annealed mean
-  (T = 0.38): more vivid, chosen with ``head="classes"``.
+  (T = 0.38): more vivid, and more often wrong where it is unsure.
+The result by default (``head="adaptive"``) is the regression's ab, moved
+towards the distribution's annealed mean where the distribution is
+confident (its entropy low: a lawn, a sky), so colour is vivid where the
+network knows it and muted where it does not. At inference the
+distribution is read at stride 16 (the decoder's maps averaged over 8x8
+before the 1x1 classifier, which is linear): its 313 maps at stride 2 would
+cost more than the rest of the network. ``head="regression"`` or
+``"classes"`` decodes one head alone.
 The output is Lab ab at the working size; the engine keeps the source's luma.
 The encoder's ImageNet weights are loaded for training by `vidcolor.training.pretrained`
 (``backbone`` on the registry); the shipped weights hold the fine-tuned encoder.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -33,6 +43,13 @@ AB_SCALE = 110.0
 #: decoder widths at strides 16, 8, 4 and 2.
 DECODER = (128, 96, 64, 32)
 CLASS_WEIGHT = 0.1
+#: ``head="adaptive"``: the confidence (1 - entropy / log 313 of the bin distribution) below which the
+#: regression's ab is kept, and above which the annealed mean replaces it (benchmarks/results/lite_unet_heads.md).
+CONFIDENT = (0.22, 0.32)
+#: ``head="adaptive"`` at inference: the decoder's maps are averaged over this many pixels a side
+#: before the classifier.
+CLASS_POOL = 8
+HEADS = ("adaptive", "regression", "classes")
 
 
 def _conv(cin: int, cout: int) -> nn.Sequential:
@@ -40,11 +57,11 @@ def _conv(cin: int, cout: int) -> nn.Sequential:
 
 
 class LiteUNet(nn.Module):
-    def __init__(self, variant: str = "efficientnet-lite0", head: str = "regression",
+    def __init__(self, variant: str = "efficientnet-lite0", head: str = "adaptive",
                  temperature: float = 0.38, rebalance: float = 0.5, regression_rebalance: float = 1.0):
         super().__init__()
-        if head not in ("regression", "classes"):
-            raise ValueError(f"head {head!r}: 'regression' or 'classes'")
+        if head not in HEADS:
+            raise ValueError(f"head {head!r}: one of {', '.join(HEADS)}")
         self.head, self.temperature, self.rebalance = head, temperature, rebalance
         #: lambda of the rebalancing that weights each pixel's regression loss by the rarity of its
         #: true colour (1: unweighted; lower: rare, saturated colours count more against the grey pull).
@@ -79,8 +96,10 @@ class LiteUNet(nn.Module):
         """Raw head outputs at half the size of L (N, 1, h, w)."""
         x = self.decoder_features(l)
         raw = {"ab": self.regress(x), "l": l}
-        if self.training or self.head == "classes":  # the 313 bins cost a third of the decoder
+        if self.training or self.head == "classes":  # the 313 bins cost more than the rest of the decoder
             raw["logits"] = self.classify(x)
+        elif self.head == "adaptive":
+            raw["logits"] = self.classify(F.avg_pool2d(x, CLASS_POOL, ceil_mode=True))
         return raw
 
     def decode(self, raw: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -88,7 +107,19 @@ class LiteUNet(nn.Module):
             ab = color.annealed_mean(raw["logits"], self.bins, self.temperature)
         else:
             ab = raw["ab"].float().clamp(-1.0, 1.0) * AB_SCALE  # sRGB's gamut lies within +-110
+            if self.head == "adaptive":
+                ab = self.confident_mix(ab, raw["logits"].float())
         return F.interpolate(ab, size=raw["l"].shape[-2:], mode="bilinear", align_corners=False)
+
+    def confident_mix(self, ab: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """The regression's ``ab`` moved towards the bins' annealed mean by the distribution's confidence."""
+        p = torch.softmax(logits, dim=1)
+        confidence = 1.0 + (p * torch.log(p.clamp_min(1e-12))).sum(dim=1, keepdim=True) / math.log(p.shape[1])
+        lo, hi = CONFIDENT
+        share = ((confidence - lo) / (hi - lo)).clamp(0.0, 1.0)
+        mix = torch.cat((share, color.annealed_mean(logits, self.bins, self.temperature)), dim=1)
+        mix = F.interpolate(mix, size=ab.shape[-2:], mode="bilinear", align_corners=False)
+        return ab + mix[:, :1] * (mix[:, 1:] - ab)
 
     def losses(self, raw: dict[str, torch.Tensor], ab: torch.Tensor) -> dict[str, torch.Tensor]:
         ab = F.interpolate(ab.float(), size=raw["ab"].shape[-2:], mode="area")
