@@ -171,3 +171,25 @@ def test_listing_models_imports_no_network():
             "print(rc, 'torch' in sys.modules, out.getvalue().count('(default)'), len(out.getvalue().splitlines()))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.split() == ["0", "False", "1", str(len(list_models()) + 1)]
+
+
+def test_adaptive_head_takes_the_bins_colour_only_where_they_are_confident():
+    """lite_unet's default decoding: the regression's ab where the bin distribution is flat, the bins'
+    annealed mean where it is peaked, and both heads' own decodings unchanged by it."""
+    from vidcolor.models.lite_unet import AB_SCALE, CLASS_POOL, LiteUNet
+
+    model = LiteUNet().eval()
+    assert model.head == "adaptive"
+    q = model.bins.shape[0]
+    green = int(((model.bins - torch.tensor([-40.0, 40.0])) ** 2).sum(1).argmin())
+    logits = torch.zeros(1, q, 2, 2)          # left column flat (confidence 0), right column sure of green
+    logits[0, green, :, 1] = 30.0
+    raw = {"ab": torch.full((1, 2, 2, 2), 10.0 / AB_SCALE), "l": torch.zeros(1, 1, 2, 2), "logits": logits}
+    ab = model.decode(raw)
+    assert torch.allclose(ab[0, :, :, 0], torch.full((2, 2), 10.0), atol=1e-4)
+    assert torch.allclose(ab[0, :, :, 1], model.bins[green][:, None].expand(2, 2), atol=0.5), ab
+    # at inference the bins come at 1/CLASS_POOL of the regression's resolution, and are upsampled to it
+    with torch.inference_mode():
+        out = model(torch.rand(1, 1, 64, 96) * 100)
+    assert out["logits"].shape[-2:] == (-(-out["ab"].shape[-2] // CLASS_POOL), -(-out["ab"].shape[-1] // CLASS_POOL))
+    assert model.decode(out).shape == (1, 2, 64, 96)

@@ -93,7 +93,7 @@ _MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
     ModelSpec("lite_unet", params=4_975_368, working_size=224, weights="lite_unet.safetensors",
               backbone="efficientnet-lite0", rebalances=True,
               summary="U-Net decoder on an ImageNet-pretrained EfficientNet-Lite0 encoder (Apache-2.0 weights), "
-                      "ab regression + rebalanced ab-bin classification heads",
+                      "ab regression + rebalanced ab-bin classification heads, the bins' colour where they are sure",
               builder="lite_unet:lite_unet"),
     ModelSpec("semantic_unet", params=1_886_771, working_size=176, weights="semantic_unet.safetensors",
               summary="Multi-task U-Net with semantic guides (IEEE Access 2020), base width 16, "
