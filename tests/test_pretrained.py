@@ -105,4 +105,3 @@ def test_same_outputs_as_the_reference_efficientnet_lite():
         x = torch.rand(2, 3, *size) * 2 - 1
         with torch.no_grad():
             torch.testing.assert_close(ours(x), ref(x), atol=1e-4, rtol=1e-4)
-
