@@ -21,7 +21,7 @@ m=lite_unet
 cmd="vidcolor eval $CLIPS --max-frames $FRAMES --model $m --model iizuka2016 --stabilize --out eval/$m"
 [ -f "eval/$m/vtest.json" ] || $PY -m vidcolor eval $CLIPS --max-frames $FRAMES --model $m --model iizuka2016 --stabilize --out "eval/$m" --quiet
 [ -f "eval/$m-photos/holdout.json" ] || $PY -m vidcolor eval runs/photos/holdout --model $m --model iizuka2016 --out "eval/$m-photos" --quiet
-$PY scripts/model_card.py $m --eval "eval/$m" --eval "eval/$m-photos" --compare iizuka2016 \
+$PY scripts/model_card.py $m --eval "eval/$m" --eval "eval/$m-photos" --compare iizuka2016 --compare iizuka2016+stabilize \
     --eval-command "$cmd (first $FRAMES frames of each clip), and vidcolor eval runs/photos/holdout --model $m --model iizuka2016" \
     --notes scripts/card_notes/$m.md
 # The temporal model on the default's network, beside the default, plain and stabilized.
