@@ -25,7 +25,7 @@ from vidcolor.eval.evaluate import open_frames
 from vidcolor.eval.reference import evaluate_photo_reference
 from vidcolor.io.media import is_image
 from vidcolor.runtime import Runtime
-from vidcolor.temporal.reference import load_reference
+from vidcolor.io.reference import load_reference
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CLIPS = ("bikes.mp4", "carphone_pristine.mp4", "tree.avi", "vtest.avi")

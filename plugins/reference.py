@@ -21,7 +21,7 @@ import torch
 import vapoursynth as vs
 
 from vidcolor.errors import VidcolorError, one_line
-from vidcolor.temporal.reference import load_reference
+from vidcolor.io.reference import load_reference
 
 from .formats import vs_error, vs_wording
 

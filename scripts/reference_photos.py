@@ -24,7 +24,7 @@ import torch
 from vidcolor import color
 from vidcolor.colorizer import Colorizer
 from vidcolor.runtime import Runtime
-from vidcolor.temporal.reference import load_reference
+from vidcolor.io.reference import load_reference
 
 from contact_sheet import label
 

@@ -14,8 +14,9 @@ import torch
 
 from vidcolor.errors import InvalidInput
 from vidcolor.colorizer import colorize_clip
+from vidcolor.io.reference import load_reference
 from vidcolor.temporal.reference import (MIN_MATCH, FeatureExtractor, Reference, ReferenceGuide, ReferenceTrack,
-                                        ReferenceWarning, load_reference)
+                                        ReferenceWarning)
 
 
 def colour_scene(n: int, h: int = 96, w: int = 128, step: int = 2, seed: int = 0, start: int = 0) -> list[np.ndarray]:

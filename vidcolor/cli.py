@@ -146,7 +146,7 @@ def _colorizer(args):
         hints = Hints.load(args.hints)
     colorizer = Colorizer(args.model, args.weights, _runtime(args), saturation=args.saturation, hints=hints)
     if getattr(args, "reference", None):
-        from vidcolor.temporal.reference import load_reference
+        from vidcolor.io.reference import load_reference
 
         if getattr(args, "keep_colour", False):  # frames that skip the model would shift the plan's numbers
             raise InvalidInput("--reference and --keep-colour: give one of them (a film with colour of its own "

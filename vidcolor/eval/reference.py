@@ -27,7 +27,7 @@ from vidcolor.atomic import atomic_output
 from vidcolor.errors import InvalidInput, OutputError, one_line
 from vidcolor.eval.evaluate import evaluate, open_frames
 from vidcolor.eval.metrics import colourfulness
-from vidcolor.temporal.reference import load_reference
+from vidcolor.io.reference import load_reference
 
 __all__ = ["REFERENCE", "evaluate_photo_reference", "evaluate_reference", "photo_table", "reference_index",
            "reference_table", "write_atomically"]

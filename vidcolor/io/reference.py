@@ -1,4 +1,4 @@
-"""The first passes of a video coloured with a reference (``--reference``): the luma the engine will colour.
+"""Reading a reference picture, and the first passes of a video coloured with it (``--reference``).
 
 `Colorizer.plan_reference` reads the video's luma once to find the cuts and the shot each reference
 matches, and a second time (up to the last matched frame) to carry the colour backward from it. Both
@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 
 import av
+import cv2
 import numpy as np
 import torch
 
@@ -24,7 +25,26 @@ from vidcolor.io.stages import END, Stopped
 from vidcolor.errors import InvalidInput
 from vidcolor.planes import luma_unit
 
-__all__ = ["luma_batches", "plan_video", "reference_preview"]
+__all__ = ["load_reference", "luma_batches", "plan_video", "reference_preview"]
+
+
+def load_reference(path) -> np.ndarray:
+    """RGB uint8 (H, W, 3) of a reference image file; an unreadable one is an `InvalidInput` naming it."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise InvalidInput(f"--reference {path}: no such file; give a colour image (PNG, JPEG, TIFF...) of a "
+                           "frame of the film or of its scene")
+    data = np.fromfile(str(path), np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if img is None:
+        raise InvalidInput(f"--reference {path}: not an image that can be read; save it as PNG or JPEG")
+    if img.dtype == np.uint16:
+        img = (img / 257.0 + 0.5).astype(np.uint8)
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    elif img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    return np.ascontiguousarray(img[:, :, ::-1])
 
 
 def luma_batches(src: pathlib.Path, opts, batch: int = 8) -> Iterator[torch.Tensor]:
@@ -103,8 +123,6 @@ def reference_preview(src: pathlib.Path, dst: pathlib.Path, colorizer, count: in
     film is coloured in order (no encoding) and the chosen frames kept: as slow as the model on the
     whole window. The colorizer must be planned (`plan_video`).
     """
-    import cv2
-
     from vidcolor import color
     from vidcolor.io.stills import label_tile, write_image
 

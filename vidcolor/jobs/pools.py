@@ -110,7 +110,8 @@ def _referenced(colorizer, task: Task):
     import warnings
 
     from vidcolor.io.reference import plan_video
-    from vidcolor.temporal.reference import ReferenceWarning, load_reference
+    from vidcolor.io.reference import load_reference
+    from vidcolor.temporal.reference import ReferenceWarning
 
     paths = references_for(pathlib.Path(_WORKER.spec.references), pathlib.Path(task.src))
     if not paths:

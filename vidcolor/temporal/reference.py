@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import pathlib
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,7 +59,7 @@ from vidcolor.temporal.scenecut import SceneCutDetector
 from vidcolor.temporal.stabilizer import DEFAULT_ALPHA, Stabilizer
 
 __all__ = ["MAX_LOOKAHEAD", "FeatureExtractor", "Reference", "ReferenceGuide", "ReferenceTrack", "ReferenceWarning", "Served",
-           "load_reference", "match_score"]
+           "match_score"]
 
 #: the first read matches frames and references at the working size divided by this.
 COARSE = 4
@@ -175,25 +174,6 @@ def match_score(frame_feats: torch.Tensor, ref_feats: torch.Tensor) -> float:
 # --------------------------------------------------------------------------
 # reference images
 # --------------------------------------------------------------------------
-
-
-def load_reference(path) -> np.ndarray:
-    """RGB uint8 (H, W, 3) of a reference image file; an unreadable one is an `InvalidInput` naming it."""
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise InvalidInput(f"--reference {path}: no such file; give a colour image (PNG, JPEG, TIFF...) of a "
-                           "frame of the film or of its scene")
-    data = np.fromfile(str(path), np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if img is None:
-        raise InvalidInput(f"--reference {path}: not an image that can be read; save it as PNG or JPEG")
-    if img.dtype == np.uint16:
-        img = (img / 257.0 + 0.5).astype(np.uint8)
-    if img.ndim == 2:
-        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    elif img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
-    return np.ascontiguousarray(img[:, :, ::-1])
 
 
 @dataclass
