@@ -46,6 +46,22 @@ def clip(path, frames=12, size=(64, 48), **kw) -> pathlib.Path:
     return make_video(path, codec="ffv1", frames=frames, size=size, **kw)
 
 
+def assert_same_film(a, b) -> None:
+    """Two probed runs of one film colourised in other batches (segments, processes): the luma bit for bit,
+    the chroma within one code value on a few samples. The network's floats differ in their last bits
+    with the batch's size (CPU kernels chosen per shape: about 1e-5 ab), which now and then moves a
+    chroma sample that lay on a rounding edge by one; a frame out of place differs by far more."""
+    assert len(a.planes) == len(b.planes)
+    moved = total = 0
+    for i, (fa, fb) in enumerate(zip(a.planes, b.planes)):
+        assert np.array_equal(fa[0], fb[0]), f"frame {i}: luma differs"
+        for x, y in zip(fa[1:], fb[1:]):
+            gap = np.abs(x.astype(int) - y)
+            assert gap.max() <= 1, f"frame {i}: chroma differs by {gap.max()}"
+            moved, total = moved + int(gap.sum()), total + gap.size
+    assert moved <= total * 1e-3, f"{moved} of {total} chroma samples differ by one"
+
+
 def batch(capsys, *args) -> tuple[int, str]:
     rc = main(["batch", *map(str, args)])
     return rc, capsys.readouterr().err
@@ -293,8 +309,7 @@ def test_joined_segments_equal_the_single_process_run(colorizer, tmp_path, kw, s
     assert join_segments(src, parts, joined, opts) == sum(s.frames for s in plan)
     a, b = probe(single), probe(joined)
     assert b.pts == a.pts and b.time_base == a.time_base and b.average_rate == a.average_rate
-    for i, (fa, fb) in enumerate(zip(a.planes, b.planes)):
-        assert all(np.array_equal(x, y) for x, y in zip(fa, fb)), f"frame {i} differs"
+    assert_same_film(a, b)
     assert b.audio == a.audio and b.subtitles == a.subtitles
     assert b.container_metadata == a.container_metadata and b.chapters == a.chapters
     assert b.stream == a.stream  # colour tags, aspect ratio, stream metadata (its duration too)
@@ -532,7 +547,7 @@ def test_segments_resume_after_driver_killed(tmp_path, frames):
     assert main([str(src), "-o", str(single), "--quiet", *FFV1]) == 0
     a, b = probe(single), probe(out / "film.mkv")
     assert b.pts == a.pts and b.audio == a.audio
-    assert all(np.array_equal(x, y) for fa, fb in zip(a.planes, b.planes) for x, y in zip(fa, fb))
+    assert_same_film(a, b)
     assert_manifest_consistent(out, {src: out / "film.mkv"})
     assert segment_states(out) == [] and not (out / ".vidcolor-segments").exists()
 
@@ -609,7 +624,7 @@ def test_cli_segments_join_equals_single_run(capsys, tmp_path):
     assert main([str(src), "-o", str(single), "--quiet", *FFV1]) == 0
     a, b = probe(single), probe(out / "film.mkv")
     assert b.pts == a.pts
-    assert all(np.array_equal(x, y) for fa, fb in zip(a.planes, b.planes) for x, y in zip(fa, fb))
+    assert_same_film(a, b)
     assert (b.audio, b.subtitles, b.chapters, b.container_metadata) == (a.audio, a.subtitles, a.chapters,
                                                                        a.container_metadata)
     assert_manifest_consistent(out, {src: out / "film.mkv"})
