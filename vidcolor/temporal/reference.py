@@ -540,11 +540,12 @@ class ReferenceTrack:
 
     def _carry_back(self, ys: list[np.ndarray], lo: int, sv: Served) -> None:
         ref = self.refs[sv.ref]
-        feats = [self.features(torch.from_numpy(np.stack(ys[i:i + 8]))[:, None]) for i in range(0, len(ys), 8)]
-        feats = list(torch.cat(feats))
-        labels = [None] * len(ys)
-        if self.predict is not None and sv.elsewhere:
-            labels = [a for i in range(0, len(ys), 8) for a in np.asarray(self.predict(np.stack(ys[i:i + 8])))]
+        labelled = self.predict is not None and sv.elsewhere
+        feats, labels = [], []
+        for i in range(0, len(ys), 8):  # features (and labels) a batch at a time
+            chunk = np.stack(ys[i:i + 8])
+            feats += list(self.features(torch.from_numpy(chunk)[:, None]))
+            labels += list(np.asarray(self.predict(chunk))) if labelled else [None] * len(chunk)
         m = len(ys) - 1
         field_ = self.guide.anchor(ys[m], feats[m], ref, labels[m])
         for t in range(m - 1, -1, -1):
