@@ -176,6 +176,24 @@ def test_the_model_colour_as_a_label_sends_each_place_to_its_own_kind():
                        [20, 20], atol=0.5)
 
 
+
+def test_the_model_colours_only_the_references_of_another_place(colorizer):
+    """A keyframe is matched by features alone: the model runs once per photo of another place, for its label."""
+    frames = colour_scene(6, seed=7) + colour_scene(6, seed=9)  # two shots
+    elsewhere = patterned_scene(1, seed=8)[0]
+    seen = []
+
+    def predict(y):
+        seen.append(y.shape[0])
+        return colorizer.label_ab(y)
+
+    track = ReferenceTrack([frames[2], elsewhere], FeatureExtractor(colorizer.model, colorizer.device),
+                           pinned=[None, 9], predict=predict)
+    ys = np.stack([luma_of(f) / 255 for f in frames]).astype(np.float32)
+    served = track.plan([ys], warn=False)
+    assert sorted((sv.ref, sv.elsewhere) for sv in served) == [(0, False), (1, True)]
+    assert seen == [1]
+    assert track.refs[0].label_small is None and track.refs[1].label_small.shape[0] == 2
 def test_unreadable_reference_is_one_line_naming_the_file(tmp_path):
     missing = tmp_path / "missing.png"
     with pytest.raises(InvalidInput, match="missing.png: no such file") as err:

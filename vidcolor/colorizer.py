@@ -190,7 +190,7 @@ class Colorizer:
         """The network's ab (N,2,h,w) of working-size luma ``y`` (N,h,w) in 0..1, no hints: the colour
         the reference track compares between a frame and a reference (`ReferenceGuide.transfer`)."""
         l = color.gray_to_l(torch.from_numpy(np.asarray(y, np.float32))[:, None].to(self.device))
-        return (self._network(l, ()) * self.gain).to("cpu", torch.float32).numpy()
+        return self._colour(l, ()).to("cpu", torch.float32).numpy()
 
     def plan_reference(self, read, warn: bool = True) -> None:
         """Find the shots the references serve and carry their colour backward (`ReferenceTrack`).
@@ -259,14 +259,14 @@ class Colorizer:
             y_small = self.working_luma(y, size)
             # the reference's features: the encoder's own maps of this very pass when it is the default model's
             with track.features.capture(self.model) as found:
-                ab = self._network(l, extra) * self.gain
+                ab = self._colour(l, extra)
             feats = list(torch.cat(found)) if found else [None] * len(y_small)
             if not found and track.wants_features(frames):
                 feats = list(track.features(torch.from_numpy(y_small)[:, None]))
             out = track.run(list(frames), y_small, ab.to("cpu", torch.float32).numpy(), feats)
             return torch.from_numpy(np.stack(out)).to(ab.device)
         if self.recurrence is None:
-            ab = self._network(l, extra) * self.gain
+            ab = self._colour(l, extra)
         else:
             def step(i, prev):
                 # One frame per call: each frame's history is the previous frame's output.
@@ -281,6 +281,11 @@ class Colorizer:
             return ab
         out = self.stabilizer.run(y_small, ab.to("cpu", torch.float32).numpy(), cuts, detect=False)
         return torch.from_numpy(np.stack(out)).to(ab.device)
+
+    def _colour(self, l: torch.Tensor, extra: tuple) -> torch.Tensor:
+        """An image model's calibrated ab for working-size L (a temporal one's calibration is applied
+        to its output only, after the recurrence)."""
+        return self._network(l, extra) * self.gain
 
     def _network(self, l: torch.Tensor, extra: tuple, *state) -> torch.Tensor:
         """The network's ab for working-size L (and per-frame ``extra`` inputs), float32.

@@ -469,10 +469,6 @@ class ReferenceTrack:
         self.size = size
         self.refs = [Reference.prepare(rgb, size, self.features, name, pin, warn=warn)
                      for rgb, name, pin in zip(self.sources, self.names, self.pinned)]
-        if self.predict is not None:
-            for ref in self.refs:
-                label = torch.from_numpy(np.asarray(self.predict(ref.y[None]), np.float32))
-                ref.label_small = F.interpolate(label, size=ref.feats.shape[-2:], mode="area")[0]
         # matching on a quarter of the working size: a sixteenth of the encoder's cost there, enough to tell shots
         self._coarse = (max(16, size[0] // COARSE), max(16, size[1] // COARSE))
         self._coarse_feats = []
@@ -508,6 +504,10 @@ class ReferenceTrack:
         for s, (r, m) in sorted(plan.items()):
             e = ends[starts.index(s)]
             self.served.append(Served(r, s, e, m, max(scores[r][s:e])))
+        if self.predict is not None:  # labels serve photos of another place only
+            for ref in (self.refs[r] for r in sorted({sv.ref for sv in self.served if sv.elsewhere})):
+                label = torch.from_numpy(np.asarray(self.predict(ref.y[None]), np.float32))
+                ref.label_small = F.interpolate(label, size=ref.feats.shape[-2:], mode="area")[0]
         self.scores = scores
         return self.served
 
