@@ -85,7 +85,7 @@ class TemporalLite(LiteUNet):
 
     def temporal_step(self, x: torch.Tensor, l: torch.Tensor, prev_ab: torch.Tensor | None,
                       valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """The regression head and the temporal head on decoder features ``x`` (`decoder_features`)."""
+        """lite_unet's colour (`frame_ab`) and the temporal head on decoder features ``x`` (`decoder_features`)."""
         frame = self.frame_ab(x)
         n, _, h, w = frame.shape
         if prev_ab is None:
