@@ -116,7 +116,8 @@ _MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
                       "frame's ab, PatchGAN, L1 + perceptual + style + adversarial losses",
               builder="temporal_unet:temporal_unet"),
     ModelSpec("zhang2016", params=1_365_078, working_size=128, weights="zhang2016.safetensors",
-              summary="Zhang et al. 2016, reduced width (1/4), 313-bin classification, annealed mean",
+              summary="Zhang et al. 2016, reduced width (1/4), ab-bin classification (262 in-gamut bins; the paper: "
+                      "313), annealed mean",
               builder="zhang2016:zhang2016"),
     ModelSpec("zhang2016-full", params=32_222_278, working_size=224, weights=None,
               summary="Zhang et al. 2016 at the paper's widths; train it with `vidcolor train`",

@@ -19,7 +19,7 @@ towards the distribution's annealed mean where the distribution is
 confident (its entropy low: a lawn, a sky), so colour is vivid where the
 network knows it and muted where it does not. At inference the
 distribution is read at stride 16 (the decoder's maps averaged over 8x8
-before the 1x1 classifier, which is linear): its 313 maps at stride 2 would
+before the 1x1 classifier, which is linear): its 262 maps at stride 2 would
 cost more than the rest of the network. ``head="regression"`` or
 ``"classes"`` decodes one head alone.
 The output is Lab ab at the working size; the engine keeps the source's luma.
@@ -43,8 +43,9 @@ AB_SCALE = 110.0
 #: decoder widths at strides 16, 8, 4 and 2.
 DECODER = (128, 96, 64, 32)
 CLASS_WEIGHT = 0.1
-#: ``head="adaptive"``: the confidence (1 - entropy / log 313 of the bin distribution) below which the
-#: regression's ab is kept, and above which the annealed mean replaces it (benchmarks/results/lite_unet_heads.md).
+#: ``head="adaptive"``: the confidence (1 - entropy / log Q of the distribution over the Q = 262 bins) below
+#: which the regression's ab is kept, and above which the annealed mean replaces it
+#: (benchmarks/results/lite_unet_heads.md).
 CONFIDENT = (0.22, 0.32)
 #: ``head="adaptive"`` at inference: the decoder's maps are averaged over this many pixels a side
 #: before the classifier.
@@ -96,7 +97,7 @@ class LiteUNet(nn.Module):
         """Raw head outputs at half the size of L (N, 1, h, w)."""
         x = self.decoder_features(l)
         raw = {"ab": self.regress(x), "l": l}
-        if self.training or self.head == "classes":  # the 313 bins cost more than the rest of the decoder
+        if self.training or self.head == "classes":  # the 262 bins cost more than the rest of the decoder
             raw["logits"] = self.classify(x)
         elif self.head == "adaptive":
             raw["logits"] = self.classify(F.avg_pool2d(x, CLASS_POOL, ceil_mode=True))
