@@ -176,7 +176,6 @@ def test_the_model_colour_as_a_label_sends_each_place_to_its_own_kind():
                        [20, 20], atol=0.5)
 
 
-
 def test_the_model_colours_only_the_references_of_another_place(colorizer):
     """A keyframe is matched by features alone: the model runs once per photo of another place, for its label."""
     frames = colour_scene(6, seed=7) + colour_scene(6, seed=9)  # two shots
@@ -194,6 +193,8 @@ def test_the_model_colours_only_the_references_of_another_place(colorizer):
     assert sorted((sv.ref, sv.elsewhere) for sv in served) == [(0, False), (1, True)]
     assert seen == [1]
     assert track.refs[0].label_small is None and track.refs[1].label_small.shape[0] == 2
+
+
 def test_unreadable_reference_is_one_line_naming_the_file(tmp_path):
     missing = tmp_path / "missing.png"
     with pytest.raises(InvalidInput, match="missing.png: no such file") as err:

@@ -100,14 +100,23 @@ class LiteUNet(nn.Module):
         if self.training or self.head == "classes":  # the 262 bins cost more than the rest of the decoder
             raw["logits"] = self.classify(x)
         elif self.head == "adaptive":
-            raw["logits"] = self.classify(F.avg_pool2d(x, CLASS_POOL, ceil_mode=True))
+            raw["logits"] = self.pooled_logits(x)
         return raw
+
+    def pooled_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The bins' logits as ``head="adaptive"`` reads them at inference: at stride 16 (`CLASS_POOL`)."""
+        return self.classify(F.avg_pool2d(x, CLASS_POOL, ceil_mode=True))
+
+    @staticmethod
+    def regression_ab(raw_ab: torch.Tensor) -> torch.Tensor:
+        """The regression head's output in Lab ab units, float32."""
+        return raw_ab.float().clamp(-1.0, 1.0) * AB_SCALE  # sRGB's gamut lies within +-110
 
     def decode(self, raw: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.head == "classes":
             ab = color.annealed_mean(raw["logits"], self.bins, self.temperature)
         else:
-            ab = raw["ab"].float().clamp(-1.0, 1.0) * AB_SCALE  # sRGB's gamut lies within +-110
+            ab = self.regression_ab(raw["ab"])
             if self.head == "adaptive":
                 ab = self.confident_mix(ab, raw["logits"].float())
         return F.interpolate(ab, size=raw["l"].shape[-2:], mode="bilinear", align_corners=False)

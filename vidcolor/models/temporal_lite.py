@@ -46,7 +46,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .lite_unet import AB_SCALE, CLASS_POOL, DECODER, LiteUNet
+from .lite_unet import AB_SCALE, DECODER, LiteUNet
 
 #: width of the temporal head's convolutions and their dilations.
 HEAD_WIDTH = 32
@@ -106,8 +106,7 @@ class TemporalLite(LiteUNet):
 
     def frame_ab(self, x: torch.Tensor) -> torch.Tensor:
         """lite_unet's default colour (``head="adaptive"``) on decoder features ``x``, in regression units."""
-        logits = self.classify(F.avg_pool2d(x, CLASS_POOL, ceil_mode=True)).float()
-        ab = self.confident_mix(self.regress(x).float().clamp(-1.0, 1.0) * AB_SCALE, logits) / AB_SCALE
+        ab = self.confident_mix(self.regression_ab(self.regress(x)), self.pooled_logits(x).float()) / AB_SCALE
         return ab.to(x.dtype)
 
     def loss(self, raw: dict[str, torch.Tensor], ab: torch.Tensor) -> torch.Tensor:
