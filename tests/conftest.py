@@ -327,3 +327,27 @@ def damaged_reel(tmp_path, suffix: str) -> pathlib.Path:
     kw = dict(container_options={"movflags": "faststart"}) if suffix == ".mp4" else dict(audio="aac")
     whole = make_video(tmp_path / f"whole{suffix}", codec="ffv1", size=(160, 120), frames=96, rate=24, **kw)
     return damage_middle(whole, tmp_path / f"damaged{suffix}")
+
+
+# --------------------------------------------------------------------------
+# quick and full variants
+# --------------------------------------------------------------------------
+
+
+@pytest.hookimpl(trylast=True)  # after `-m`/`-k` have deselected what they will
+def pytest_collection_modifyitems(config, items):
+    """A test's ``[quick]`` variant is its ``[full]`` one made small for ``pytest -m "not slow"``:
+    when the full one is selected too, the quick one proves nothing more and is left out."""
+    selected = {item.nodeid for item in items}
+
+    def full_twin(item) -> str | None:
+        spec = getattr(item, "callspec", None)
+        ids = spec.id.split("-") if spec else []
+        if "quick" not in ids:
+            return None
+        return item.nodeid.rsplit("[", 1)[0] + "[" + "-".join("full" if p == "quick" else p for p in ids) + "]"
+
+    dropped = [item for item in items if full_twin(item) in selected]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item not in dropped]

@@ -368,9 +368,11 @@ def short_video(tmp_path_factory):
                       options={"preset": "ultrafast"})
 
 
+@pytest.mark.parametrize("video", [pytest.param("short_video", id="quick"),
+                                   pytest.param("long_video", id="full", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
-def test_signal_removes_partial_output_quick(short_video, tmp_path, sig, code):
-    _signal_removes_partial_output(short_video, tmp_path, [sig], code)
+def test_signal_removes_partial_output(request, video, tmp_path, sig, code):
+    _signal_removes_partial_output(request.getfixturevalue(video), tmp_path, [sig], code)
 
 
 def test_two_ctrl_c_within_a_tenth_of_a_second_still_clean_up(short_video, tmp_path):
@@ -381,12 +383,6 @@ def test_two_ctrl_c_within_a_tenth_of_a_second_still_clean_up(short_video, tmp_p
 
 def test_signals_during_cleanup_quick(short_video, tmp_path):
     _signal_removes_partial_output(short_video, tmp_path, [signal.SIGTERM, signal.SIGINT, signal.SIGTERM], 143)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
-def test_signal_removes_partial_output(long_video, tmp_path, sig, code):
-    _signal_removes_partial_output(long_video, tmp_path, [sig], code)
 
 
 def _signal_removes_partial_output(video, tmp_path, sigs, code):

@@ -152,6 +152,21 @@ def test_every_readme_command_is_run_or_listed():
     assert {c for c, (_, s) in lines.items() if s == "Using it"} == {c for c in RUN if c.startswith("vidcolor ")}
 
 
+def test_every_test_the_docs_name_exists():
+    """`file.py::test_name` (or `test_prefix_*`) in the README, docs/ and ELSEWHERE names a test that is there."""
+    texts = [README.read_text(), *(p.read_text() for p in (ROOT / "docs").glob("*.md")), *ELSEWHERE.values()]
+    named = {m.groups() for t in texts for m in re.finditer(r"(test_\w+)\.py::(test_\w+\*?)", t)}
+    assert named, "no test named anywhere: the pattern is wrong"
+
+    def defined(file: str, name: str) -> bool:
+        src = ROOT / "tests" / f"{file}.py"
+        end = "" if name.endswith("*") else r"\("
+        return src.exists() and re.search(rf"^def {name.rstrip('*')}{end}", src.read_text(), re.M) is not None
+
+    missing = [f"{f}.py::{name}" for f, name in sorted(named) if not defined(f, name)]
+    assert not missing, f"the docs name tests that are not there: {missing}"
+
+
 # ---------------------------------------------------------------------------------------------
 # the user's files, made with PyAV
 # ---------------------------------------------------------------------------------------------
