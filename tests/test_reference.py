@@ -166,14 +166,34 @@ def test_the_model_colour_as_a_label_sends_each_place_to_its_own_kind():
     label = np.zeros((2, 64, 128), np.float32)
     label[1, :, :64] = 30.0   # the left half looks to the model like the photo's second place
     label[0, :, 64:] = 30.0   # the right half like its first
-    guide = ReferenceGuide(features=None)
+    guide = ReferenceGuide(features=None, add_only=0)  # the label alone (`ADD_ONLY`: the test below)
     ab, conf = guide.transfer(y, feats, ref)
     assert np.allclose(ab[:, 32, 16], [20, 20], atol=0.5) and np.allclose(ab[:, 32, 112], [20, 20], atol=0.5)
     ab, conf_l = guide.transfer(y, feats, ref, label)
     assert np.allclose(ab[:, 32, 16], [0, 40], atol=1) and np.allclose(ab[:, 32, 112], [40, 0], atol=1), ab[:, 32]
     assert np.allclose(conf_l, conf)
+    # the photo's colour here is fuller than the model's: whole with ADD_ONLY too, away from the halves' seam
+    conf_a = ReferenceGuide(features=None).transfer(y, feats, ref, label)[1]
+    assert np.allclose(conf_a[:, :48], conf[:, :48]) and np.allclose(conf_a[:, 80:], conf[:, 80:])
     assert np.allclose(ReferenceGuide(features=None, label_weight=0).transfer(y, feats, ref, label)[0][:, 32, 16],
                        [20, 20], atol=0.5)
+
+
+def test_a_photo_of_another_place_adds_colour_and_never_takes_it():
+    """Where the model colours a thing more strongly than a near-gray photo does (the film's red brick, the
+    photo's white house), the photo is not trusted there; where the model is grayer, it is."""
+    feats = torch.nn.functional.normalize(torch.ones(4, 8, 16), dim=0)
+    ref = Reference("photo", np.zeros((8, 16, 3), np.uint8), np.full((8, 16), 0.5, np.float32),
+                    np.zeros((2, 8, 16), np.float32), feats[:, :1, :2].clone(),
+                    torch.tensor([[[3.0, 3.0]], [[0.0, 0.0]]]), aligned=False,
+                    label_small=torch.tensor([[[3.0, 3.0]], [[0.0, 0.0]]]))
+    y = np.full((64, 128), 0.5, np.float32)
+    label = np.zeros((2, 64, 128), np.float32)
+    label[0, :, 64:] = 20.0   # the model colours the right half; the left it leaves gray
+    _, conf = ReferenceGuide(features=None).transfer(y, feats, ref, label)
+    _, conf_all = ReferenceGuide(features=None, add_only=0).transfer(y, feats, ref, label)
+    assert conf_all[32, 112] > 0.5 and conf[32, 112] == 0
+    assert conf[32, 16] == pytest.approx(conf_all[32, 16]) and conf[32, 16] > 0.9
 
 
 def test_the_model_colours_only_the_references_of_another_place(colorizer):

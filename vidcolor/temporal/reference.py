@@ -15,7 +15,8 @@ wants that colour through the shot. Three sources are blended per pixel:
   own colour of both pictures serves as a label: positions the model
   colours far apart are less similar, and the photo lends its colours only
   to what the model takes for the same kind of thing (its grass to the
-  film's grass). A coloured frame of the shot is matched on features alone;
+  film's grass), and only where they hold more colour than the model's
+  (`ADD_ONLY`). A coloured frame of the shot is matched on features alone;
 * propagation along optical flow (the `Stabilizer`'s DIS flows and
   confidence): from the matched frame forward and backward through the
   shot, and at the matched frame itself from the reference when it is a
@@ -72,6 +73,9 @@ SIM_LOW, SIM_HIGH = 0.45, 0.8
 #: the similarity lost by two positions whose model colours differ by much more than LABEL_SIGMA (Lab ab):
 #: LABEL_WEIGHT * (1 - exp(-d² / 2σ²)) (benchmarks/results/reference.md, "the model's colour as a label").
 LABEL_WEIGHT, LABEL_SIGMA = 0.3, 10.0
+#: a photo of another place adds colour, never takes it: trusted fully where its |ab| is the model's, not at all
+#: ADD_ONLY under it (a photo's white house cannot know the film's brick is red; results/reference.md).
+ADD_ONLY = 3.0
 #: the share of the carried field kept per frame of propagation (it fades to the transfer far away).
 DECAY = 0.995
 #: a reference whose best frame matches worse than this serves no shot (a warning says so); pictures of
@@ -230,7 +234,7 @@ class Reference:
 
 
 # --------------------------------------------------------------------------
-# filters
+# the guide
 # --------------------------------------------------------------------------
 
 
@@ -253,11 +257,6 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -
     return out
 
 
-# --------------------------------------------------------------------------
-# the guide
-# --------------------------------------------------------------------------
-
-
 class ReferenceGuide:
     """Carries references' colour through the shots they serve (see the module's docstring).
 
@@ -269,7 +268,7 @@ class ReferenceGuide:
     def __init__(self, features: FeatureExtractor, stabilizer=None, *, alpha: float | None = None,
                  temperature: float = TEMPERATURE, sim_range: tuple[float, float] = (SIM_LOW, SIM_HIGH),
                  decay: float = DECAY, blur: float = 3.0, label_weight: float = LABEL_WEIGHT,
-                 label_sigma: float = LABEL_SIGMA):
+                 label_sigma: float = LABEL_SIGMA, add_only: float = ADD_ONLY):
         self.features = features
         self.stabilizer = stabilizer if stabilizer is not None else Stabilizer(detector=None, deflicker=False)
         self.alpha = DEFAULT_ALPHA if alpha is None else float(alpha)
@@ -278,6 +277,7 @@ class ReferenceGuide:
         self.decay = float(decay)
         self.blur = float(blur)
         self.label_weight, self.label_sigma = float(label_weight), float(label_sigma)
+        self.add_only = float(add_only)
 
     # ---- the pieces, per frame -------------------------------------------------
 
@@ -294,7 +294,7 @@ class ReferenceGuide:
     def transfer(self, y: np.ndarray, feats: torch.Tensor, ref: Reference,
                  label: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Non-local transfer: (ab (2,h,w), confidence (h,w)) for a frame of luma ``y`` at the working size;
-        ``label``: the model's ab (2,h,w) of the frame, compared with the reference's (`label_distance`)."""
+        ``label``: the model's ab (2,h,w) of the frame, for a photo of another place (`label_distance`, `ADD_ONLY`)."""
         c, fh, fw = feats.shape
         f = feats.reshape(c, -1).T                       # (P, C)
         r = ref.feats.reshape(ref.feats.shape[0], -1)     # (C, Q)
@@ -313,6 +313,8 @@ class ReferenceGuide:
         conf = cv2.resize(conf, (w, h), interpolation=cv2.INTER_LINEAR)
         # the stride-8 colour follows the frame's own edges
         ab = guided_filter(y, ab, radius=6, eps=1e-3)
+        if label is not None and self.add_only > 0:
+            conf = conf * np.clip(1.0 + (np.hypot(*ab) - np.hypot(*label)) / self.add_only, 0.0, 1.0)
         return ab.astype(np.float32), np.clip(conf, 0.0, 1.0).astype(np.float32)
 
     def label_distance(self, mine: torch.Tensor, theirs: torch.Tensor) -> torch.Tensor:
