@@ -153,15 +153,21 @@ def test_a_reference_that_matches_nothing_is_a_warning_not_used():
         assert ReferenceGuide.plan(np.array([[0.2, 0.9, 0.6, 0.7]]), [False, False, True, False]) == {0: (0, 1)}
 
 
+def photo_of_two_places(ab, label):
+    """Features of a 64x128 frame and a photo of another place whose two places (1x2 at stride 8) have the same
+    features as every frame position: ``ab`` and the model's ``label`` of the photo, each [a row, b row] of 2."""
+    feats = torch.nn.functional.normalize(torch.ones(4, 8, 16), dim=0)
+    ref = Reference("photo", np.zeros((8, 16, 3), np.uint8), np.full((8, 16), 0.5, np.float32),
+                    np.zeros((2, 8, 16), np.float32), feats[:, :1, :2].clone(), torch.tensor(ab)[:, None],
+                    aligned=False, label_small=torch.tensor(label)[:, None])
+    return feats, ref
+
+
 def test_the_model_colour_as_a_label_sends_each_place_to_its_own_kind():
     """Features that cannot tell two places of a photo apart (here identical) give each frame position the
     mean of their colours; the model's colour of both pictures (the label) sends each to the place the
     model colours alike, and leaves its confidence whole."""
-    feats = torch.nn.functional.normalize(torch.ones(4, 8, 16), dim=0)
-    ref = Reference("photo", np.zeros((8, 16, 3), np.uint8), np.full((8, 16), 0.5, np.float32),
-                    np.zeros((2, 8, 16), np.float32), feats[:, :1, :2].clone(),
-                    torch.tensor([[[40.0, 0.0]], [[0.0, 40.0]]]), aligned=False,
-                    label_small=torch.tensor([[[30.0, 0.0]], [[0.0, 30.0]]]))
+    feats, ref = photo_of_two_places([[40.0, 0.0], [0.0, 40.0]], [[30.0, 0.0], [0.0, 30.0]])
     y = np.full((64, 128), 0.5, np.float32)
     label = np.zeros((2, 64, 128), np.float32)
     label[1, :, :64] = 30.0   # the left half looks to the model like the photo's second place
@@ -182,11 +188,7 @@ def test_the_model_colour_as_a_label_sends_each_place_to_its_own_kind():
 def test_a_photo_of_another_place_adds_colour_and_never_takes_it():
     """Where the model colours a thing more strongly than a near-gray photo does (the film's red brick, the
     photo's white house), the photo is not trusted there; where the model is grayer, it is."""
-    feats = torch.nn.functional.normalize(torch.ones(4, 8, 16), dim=0)
-    ref = Reference("photo", np.zeros((8, 16, 3), np.uint8), np.full((8, 16), 0.5, np.float32),
-                    np.zeros((2, 8, 16), np.float32), feats[:, :1, :2].clone(),
-                    torch.tensor([[[3.0, 3.0]], [[0.0, 0.0]]]), aligned=False,
-                    label_small=torch.tensor([[[3.0, 3.0]], [[0.0, 0.0]]]))
+    feats, ref = photo_of_two_places([[3.0, 3.0], [0.0, 0.0]], [[3.0, 3.0], [0.0, 0.0]])
     y = np.full((64, 128), 0.5, np.float32)
     label = np.zeros((2, 64, 128), np.float32)
     label[0, :, 64:] = 20.0   # the model colours the right half; the left it leaves gray
