@@ -74,7 +74,7 @@ SIM_LOW, SIM_HIGH = 0.45, 0.8
 #: LABEL_WEIGHT * (1 - exp(-d² / 2σ²)) (benchmarks/results/reference.md, "the model's colour as a label").
 LABEL_WEIGHT, LABEL_SIGMA = 0.3, 10.0
 #: a photo of another place adds colour, never takes it: trusted fully where its |ab| is the model's, not at all
-#: ADD_ONLY under it (a photo's white house cannot know the film's brick is red; results/reference.md).
+#: ADD_ONLY under it (a photo's white house cannot know the film's brick is red; benchmarks/results/reference.md).
 ADD_ONLY = 3.0
 #: the share of the carried field kept per frame of propagation (it fades to the transfer far away).
 DECAY = 0.995
